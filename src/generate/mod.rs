@@ -760,18 +760,18 @@ fn customer(m: &Model, rng: &mut ChaCha8Rng, id: i64, out: &mut Chunk) {
         if !consent || signup >= p.start {
             continue;
         }
-        let before: Vec<&Draft> = drafts[..natural]
-            .iter()
-            .filter(|d| d.ts < p.start && d.status != "cancelled")
-            .collect();
-        let last_ts = before.last().map(|d| d.ts);
+        // Natural drafts are sorted by time: the history before the start.
+        let k = drafts[..natural].partition_point(|d| d.ts < p.start);
+        let mut before = drafts[..k].iter().filter(|d| d.status != "cancelled");
+        let last_ts = before.clone().next_back().map(|d| d.ts);
+        let count = before.by_ref().take(2).count();
         let eligible = match p.segment {
             "all" => true,
             "active" => last_ts.is_some_and(|t| t >= p.start - 180 * DAY),
             "lapsed" => last_ts.is_some_and(|t| t < p.start - 180 * DAY),
             "new" => signup >= p.start - 90 * DAY,
-            "high_value" => before.len() >= 2 && GG_P / b.nu.max(1e-9) >= 75.0,
-            _ => before.is_empty(),
+            "high_value" => count >= 2 && GG_P / b.nu.max(1e-9) >= 75.0,
+            _ => count == 0,
         };
         if !eligible || !chance(rng, p.reach) {
             continue;
