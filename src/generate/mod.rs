@@ -97,7 +97,7 @@ const DAY: i64 = 86_400;
 const MICROS: i64 = 1_000_000;
 
 /// Output file format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum OutputFormat {
     /// CSV with a header row (RFC 3339 `Z` timestamps, 2-decimal money).
     #[default]
@@ -2218,6 +2218,36 @@ mod tests {
         assert!(
             plan.iter()
                 .all(|p| (0.0..=0.12).contains(&p.uplift) && (0.02..0.08).contains(&p.base_rate))
+        );
+    }
+
+    /// Scale check: `CRMDB_GEN_CUSTOMERS=100000 CRMDB_GEN_FORMAT=parquet cargo test
+    /// -p crmdb-udfs -p crmdb --lib -- --ignored generate_at_scale --nocapture`
+    /// prints rows, bytes and the time taken.
+    #[test]
+    #[ignore]
+    fn generate_at_scale() {
+        let n = std::env::var("CRMDB_GEN_CUSTOMERS").map_or(100_000, |v| v.parse().unwrap());
+        let format =
+            std::env::var("CRMDB_GEN_FORMAT").map_or(OutputFormat::Parquet, |v| v.parse().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = GenerateOptions::new(n, 1, dir.path());
+        opts.format = format;
+        let started = std::time::Instant::now();
+        let summary = generate(&opts, &|_, _| {}).unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        let mut total = 0;
+        for (table, rows, _, bytes) in &summary.tables {
+            total += bytes;
+            println!(
+                "{table:<20} {rows:>11} rows {:>9.1} MB {:>6.2} per customer",
+                *bytes as f64 / 1e6,
+                *rows as f64 / n as f64
+            );
+        }
+        println!(
+            "{n} customers, {format:?}: {secs:.1} s, {:.1} MB",
+            total as f64 / 1e6
         );
     }
 
