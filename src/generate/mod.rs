@@ -35,6 +35,16 @@
 //!   returned orders, NPS surveys 0–10 correlated with orders, returns and
 //!   complaints, referrals whose `ref` is the referred customer's id).
 //!
+//! # Scale and layout
+//! Per customer on average: 10.1 orders, 20 order lines, 5.1 interactions,
+//! 2.9 promotion exposures (measured at 100,000 customers), so 1,000,000
+//! customers give about 10 M orders and 20 M lines. Customers are generated in
+//! fixed chunks of 10,000 with one ChaCha8 stream per chunk (seeded from the
+//! seed and the chunk number), on up to four threads, and written in chunk
+//! order: every file is ordered by `customer_id` (orders then by time, and
+//! `order_id` increases in that order), except that a `referral` interaction
+//! is written next to the referred customer.
+//!
 //! # True uplift
 //! The measured uplift of a promotion is the difference in the share of
 //! customers with at least one order with `status <> 'cancelled'` and
