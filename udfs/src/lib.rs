@@ -22,6 +22,8 @@ pub mod value;
 
 pub mod reference;
 
+mod util;
+
 use std::sync::Arc;
 
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
@@ -67,7 +69,11 @@ pub fn functions() -> Functions {
 
 /// Register every CRM function with `ctx`.
 pub fn register_all(ctx: &SessionContext) {
-    let Functions { scalar, aggregate, window } = functions();
+    let Functions {
+        scalar,
+        aggregate,
+        window,
+    } = functions();
     for f in scalar {
         ctx.register_udf(f.as_ref().clone());
     }
