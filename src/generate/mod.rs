@@ -2233,7 +2233,8 @@ mod tests {
 
     /// Scale check: `CRMDB_GEN_CUSTOMERS=100000 CRMDB_GEN_FORMAT=parquet cargo test
     /// -p crmdb-udfs -p crmdb --lib -- --ignored generate_at_scale --nocapture`
-    /// prints rows, bytes and the time taken.
+    /// prints rows, bytes and the time taken (seed 1; set `CRMDB_GEN_OUT=DIR`
+    /// to keep the files).
     #[test]
     #[ignore]
     fn generate_at_scale() {
@@ -2241,7 +2242,8 @@ mod tests {
         let format =
             std::env::var("CRMDB_GEN_FORMAT").map_or(OutputFormat::Parquet, |v| v.parse().unwrap());
         let dir = tempfile::tempdir().unwrap();
-        let mut opts = GenerateOptions::new(n, 1, dir.path());
+        let out = std::env::var("CRMDB_GEN_OUT").map_or(dir.path().to_path_buf(), PathBuf::from);
+        let mut opts = GenerateOptions::new(n, 1, out);
         opts.format = format;
         let started = std::time::Instant::now();
         let summary = generate(&opts, &|_, _| {}).unwrap();
