@@ -1,0 +1,346 @@
+//! PostgreSQL functions whose answer depends on the connection, registered in
+//! every connection's session: `version()`, `current_setting(name [, missing_ok])`,
+//! `session_user` / `current_user` (the authenticated user, not datafusion-pg-catalog's
+//! constant `postgres`).
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, RwLock};
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{ScalarValue, exec_err, plan_err};
+use datafusion::error::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
+};
+use datafusion::prelude::SessionContext;
+
+/// The PostgreSQL version crmdb speaks, as reported to clients.
+pub const PG_VERSION: &str = "16.6";
+/// `server_version` (startup parameter and `SHOW server_version`).
+pub const SERVER_VERSION: &str = concat!("16.6 (crmdb ", env!("CARGO_PKG_VERSION"), ")");
+/// `server_version_num`.
+pub const SERVER_VERSION_NUM: &str = "160006";
+
+/// `SELECT version()`: parses as PostgreSQL 16 in SQLAlchemy, pgjdbc, Npgsql.
+pub fn version_string() -> String {
+    format!(
+        "PostgreSQL {PG_VERSION} (crmdb {}) on {}-{}, compiled by rustc, 64-bit",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH,
+        std::env::consts::OS
+    )
+}
+
+/// What one connection knows about itself, shared with its functions.
+#[derive(Debug, Default)]
+pub struct SessionInfo {
+    /// The authenticated user (empty until startup has finished).
+    pub user: RwLock<String>,
+    /// PostgreSQL-style settings visible through `current_setting()` and `SHOW`.
+    pub settings: RwLock<HashMap<String, String>>,
+}
+
+impl SessionInfo {
+    /// A fresh info block with PostgreSQL's defaults.
+    pub fn new() -> Arc<SessionInfo> {
+        let mut settings = HashMap::new();
+        for (k, v) in PG_DEFAULTS {
+            settings.insert((*k).to_string(), (*v).to_string());
+        }
+        settings.insert("server_version".into(), SERVER_VERSION.into());
+        Arc::new(SessionInfo {
+            user: RwLock::new(String::new()),
+            settings: RwLock::new(settings),
+        })
+    }
+
+    /// The current user name.
+    pub fn user(&self) -> String {
+        self.user.read().map(|u| u.clone()).unwrap_or_default()
+    }
+
+    /// A setting's value, if known.
+    pub fn setting(&self, name: &str) -> Option<String> {
+        self.settings
+            .read()
+            .ok()?
+            .get(&name.to_ascii_lowercase())
+            .cloned()
+    }
+
+    /// Change a setting.
+    pub fn set(&self, name: &str, value: &str) {
+        if let Ok(mut s) = self.settings.write() {
+            s.insert(name.to_ascii_lowercase(), value.to_string());
+        }
+    }
+}
+
+/// PostgreSQL settings a client may read or `SET` (value = the default shown).
+pub const PG_DEFAULTS: &[(&str, &str)] = &[
+    ("application_name", ""),
+    ("bytea_output", "hex"),
+    ("client_encoding", "UTF8"),
+    ("client_min_messages", "notice"),
+    ("datestyle", "ISO, MDY"),
+    ("default_transaction_isolation", "read committed"),
+    ("default_transaction_read_only", "off"),
+    ("extra_float_digits", "1"),
+    ("idle_in_transaction_session_timeout", "0"),
+    ("integer_datetimes", "on"),
+    ("intervalstyle", "postgres"),
+    ("is_superuser", "off"),
+    ("jit", "off"),
+    ("lc_collate", "C.UTF-8"),
+    ("lc_ctype", "C.UTF-8"),
+    ("lc_messages", "C.UTF-8"),
+    ("lc_monetary", "C.UTF-8"),
+    ("lc_numeric", "C.UTF-8"),
+    ("lc_time", "C.UTF-8"),
+    ("lock_timeout", "0"),
+    ("max_identifier_length", "63"),
+    ("search_path", "\"$user\", public"),
+    ("server_encoding", "UTF8"),
+    ("server_version_num", SERVER_VERSION_NUM),
+    ("standard_conforming_strings", "on"),
+    ("statement_timeout", "0"),
+    ("timezone", "UTC"),
+    ("transaction_isolation", "read committed"),
+    ("transaction_read_only", "off"),
+    ("crm.as_of", ""),
+];
+
+/// Register this connection's functions into its session (after pg_catalog's,
+/// so these win).
+pub fn register(ctx: &SessionContext, info: &Arc<SessionInfo>) {
+    ctx.register_udf(ScalarUDF::from(VersionFunc::new()));
+    ctx.register_udf(ScalarUDF::from(CurrentSettingFunc::new(info.clone())));
+    for name in ["session_user", "current_user", "user", "current_role"] {
+        ctx.register_udf(ScalarUDF::from(UserFunc::new(name, info.clone())));
+    }
+}
+
+/// `version()`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct VersionFunc {
+    signature: Signature,
+}
+
+impl VersionFunc {
+    fn new() -> Self {
+        VersionFunc {
+            signature: Signature::exact(vec![], Volatility::Stable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for VersionFunc {
+    fn name(&self) -> &str {
+        "version"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+            version_string(),
+        ))))
+    }
+}
+
+/// `session_user`, `current_user`, `user`, `current_role`: the logged-in user.
+#[derive(Debug)]
+pub struct UserFunc {
+    name: &'static str,
+    info: Arc<SessionInfo>,
+    signature: Signature,
+}
+
+impl UserFunc {
+    fn new(name: &'static str, info: Arc<SessionInfo>) -> Self {
+        UserFunc {
+            name,
+            info,
+            signature: Signature::exact(vec![], Volatility::Stable),
+        }
+    }
+}
+
+impl PartialEq for UserFunc {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && Arc::ptr_eq(&self.info, &other.info)
+    }
+}
+impl Eq for UserFunc {}
+impl Hash for UserFunc {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        Arc::as_ptr(&self.info).hash(state);
+    }
+}
+
+impl ScalarUDFImpl for UserFunc {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+            self.info.user(),
+        ))))
+    }
+}
+
+/// `current_setting(name [, missing_ok])`: PostgreSQL settings of this
+/// connection, and `datafusion.*` options of its session.
+#[derive(Debug)]
+pub struct CurrentSettingFunc {
+    info: Arc<SessionInfo>,
+    signature: Signature,
+}
+
+impl CurrentSettingFunc {
+    fn new(info: Arc<SessionInfo>) -> Self {
+        CurrentSettingFunc {
+            info,
+            signature: Signature::one_of(
+                vec![
+                    TypeSignature::String(1),
+                    TypeSignature::Exact(vec![DataType::Utf8, DataType::Boolean]),
+                ],
+                Volatility::Stable,
+            ),
+        }
+    }
+
+    fn lookup(&self, name: &str, options: &datafusion::config::ConfigOptions) -> Option<String> {
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with("datafusion.") {
+            return options
+                .entries()
+                .into_iter()
+                .find(|e| e.key == lower)
+                .map(|e| e.value.unwrap_or_default());
+        }
+        self.info.setting(&lower)
+    }
+}
+
+impl PartialEq for CurrentSettingFunc {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.info, &other.info)
+    }
+}
+impl Eq for CurrentSettingFunc {}
+impl Hash for CurrentSettingFunc {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.info).hash(state);
+    }
+}
+
+impl ScalarUDFImpl for CurrentSettingFunc {
+    fn name(&self) -> &str {
+        "current_setting"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        if args.is_empty() || args.len() > 2 {
+            return plan_err!(
+                "current_setting(name [, missing_ok]) takes 1 or 2 arguments, got {}",
+                args.len()
+            );
+        }
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let missing_ok = match args.args.get(1) {
+            Some(ColumnarValue::Scalar(ScalarValue::Boolean(b))) => b.unwrap_or(false),
+            Some(ColumnarValue::Array(a)) => !a.is_empty() && a.as_boolean().value(0),
+            _ => false,
+        };
+        let names = args.args[0].to_array(n)?;
+        let names = datafusion::arrow::compute::cast(&names, &DataType::Utf8)?;
+        let names = names.as_string::<i32>();
+        let mut out = StringBuilder::new();
+        for i in 0..names.len() {
+            if names.is_null(i) {
+                out.append_null();
+                continue;
+            }
+            let name = names.value(i);
+            match self.lookup(name, &args.config_options) {
+                Some(v) => out.append_value(v),
+                None if missing_ok => out.append_null(),
+                None => {
+                    return exec_err!(
+                        "unrecognized configuration parameter \"{name}\" in current_setting()"
+                    );
+                }
+            }
+        }
+        let array: ArrayRef = Arc::new(out.finish());
+        if matches!(args.args[0], ColumnarValue::Scalar(_)) {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &array, 0,
+            )?));
+        }
+        Ok(ColumnarValue::Array(array))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn functions_answer_per_session() {
+        let ctx = SessionContext::new();
+        let info = SessionInfo::new();
+        *info.user.write().unwrap() = "alice".into();
+        info.set("search_path", "public");
+        register(&ctx, &info);
+        let batches = ctx
+            .sql("SELECT version() AS v, current_setting('search_path') AS s, session_user AS u, current_setting('nope', true) AS n")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let b = &batches[0];
+        assert!(
+            b.column(0)
+                .as_string::<i32>()
+                .value(0)
+                .starts_with("PostgreSQL 16.6 (crmdb 0.1.0) on ")
+        );
+        assert_eq!(b.column(1).as_string::<i32>().value(0), "public");
+        assert_eq!(b.column(2).as_string::<i32>().value(0), "alice");
+        assert!(b.column(3).is_null(0));
+        let err = ctx
+            .sql("SELECT current_setting('nope')")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unrecognized configuration parameter \"nope\""),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,347 @@
+//! The statement gate that runs before datafusion-postgres' own hooks: role
+//! checks (42501), `SET` validation (42704 for unknown settings, admin-only
+//! `datafusion.*`), PostgreSQL answers for `SHOW server_version` and the
+//! transaction-isolation probes, and `SAVEPOINT` / `RELEASE` / `ROLLBACK TO`
+//! accepted as no-ops (crmdb has no multi-statement transactions to unwind).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::{ParamValues, ToDFSchema};
+use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{Expr, Set, Statement, Value};
+use datafusion_postgres::QueryHook;
+use datafusion_postgres::hooks::HookClient;
+use pgwire::api::ClientInfo;
+use pgwire::api::Type;
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+
+use super::config::{Role, parse_duration};
+use super::functions::{PG_DEFAULTS, SERVER_VERSION, SERVER_VERSION_NUM, SessionInfo};
+
+/// A PostgreSQL error with a SQLSTATE.
+pub fn pg_error(code: &str, message: impl Into<String>) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_string(),
+        code.to_string(),
+        message.into(),
+    )))
+}
+
+/// What a hook answers without running DataFusion.
+enum Verdict {
+    /// Refuse with this error.
+    Deny(PgWireError),
+    /// Answer with a command tag.
+    Tag(&'static str),
+    /// Answer `SHOW` with one value.
+    Show(String, String),
+    /// Let the next hook / DataFusion handle it.
+    Pass,
+}
+
+/// The per-connection gate. Put it first in the hook list.
+#[derive(Debug)]
+pub struct GateHook {
+    role: Role,
+    info: Arc<SessionInfo>,
+}
+
+impl GateHook {
+    /// A gate for a connection of `role`.
+    pub fn new(role: Role, info: Arc<SessionInfo>) -> GateHook {
+        GateHook { role, info }
+    }
+
+    fn judge(&self, statement: &Statement) -> Verdict {
+        let admin = self.role == Role::Admin;
+        match statement {
+            Statement::Query(_) => Verdict::Pass,
+            Statement::Explain {
+                statement, analyze, ..
+            } => {
+                if *analyze && !admin && !matches!(**statement, Statement::Query(_)) {
+                    return deny(
+                        self.role,
+                        "EXPLAIN ANALYZE of a statement that changes data",
+                    );
+                }
+                self.judge(statement)
+            }
+            Statement::Savepoint { .. } => Verdict::Tag("SAVEPOINT"),
+            // psycopg sends it on rollback; protocol-level statements are pgwire's
+            Statement::Deallocate { name, .. } if name.value.eq_ignore_ascii_case("all") => {
+                Verdict::Tag("DEALLOCATE ALL")
+            }
+            Statement::ReleaseSavepoint { .. } => Verdict::Tag("RELEASE"),
+            Statement::Rollback {
+                savepoint: Some(_), ..
+            } => Verdict::Tag("ROLLBACK"),
+            Statement::StartTransaction { .. }
+            | Statement::Commit { .. }
+            | Statement::Rollback { .. }
+            | Statement::Declare { .. }
+            | Statement::Fetch { .. }
+            | Statement::Close { .. }
+            | Statement::Discard { .. }
+            | Statement::Deallocate { .. }
+            | Statement::ShowStatus { .. }
+            | Statement::ShowCatalogs { .. }
+            | Statement::ShowTables { .. }
+            | Statement::ShowColumns { .. } => Verdict::Pass,
+            Statement::ShowVariable { variable } => {
+                let names: Vec<String> = variable
+                    .iter()
+                    .map(|v| v.value.to_ascii_lowercase())
+                    .collect();
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                match names.as_slice() {
+                    ["server_version"] => {
+                        Verdict::Show("server_version".into(), SERVER_VERSION.into())
+                    }
+                    ["server_version_num"] => {
+                        Verdict::Show("server_version_num".into(), SERVER_VERSION_NUM.into())
+                    }
+                    ["transaction", "isolation", "level"] | ["transaction_isolation"] => {
+                        Verdict::Show("transaction_isolation".into(), "read committed".into())
+                    }
+                    ["statement_timeout"] | ["time", "zone"] | ["timezone"] | ["all"] => {
+                        Verdict::Pass
+                    }
+                    [one] if one.starts_with("datafusion.") => Verdict::Pass,
+                    [one] => match self.info.setting(one) {
+                        Some(v) => Verdict::Show((*one).to_string(), v),
+                        None => Verdict::Deny(pg_error(
+                            "42704",
+                            format!("unrecognized configuration parameter \"{one}\""),
+                        )),
+                    },
+                    _ => Verdict::Pass,
+                }
+            }
+            Statement::Set(set) => self.judge_set(set),
+            _ if admin => Verdict::Pass,
+            other => deny(self.role, statement_kind(other)),
+        }
+    }
+
+    fn judge_set(&self, set: &Set) -> Verdict {
+        let Set::SingleAssignment {
+            variable, values, ..
+        } = set
+        else {
+            // SET TIME ZONE, SET NAMES, SET SESSION CHARACTERISTICS ...: PostgreSQL
+            // session properties datafusion-postgres answers itself.
+            return Verdict::Pass;
+        };
+        let name = variable.to_string().to_ascii_lowercase();
+        let value = values.first().map(value_text).unwrap_or_default();
+        if name.starts_with("datafusion.") {
+            if self.role != Role::Admin {
+                return deny(self.role, "SET datafusion.*");
+            }
+            return Verdict::Pass;
+        }
+        if name == "statement_timeout" {
+            return match parse_duration(&value) {
+                Ok(_) => {
+                    self.info.set(&name, &value);
+                    Verdict::Pass
+                }
+                Err(e) => Verdict::Deny(pg_error(
+                    "22023",
+                    format!("invalid value for parameter \"statement_timeout\": {e}"),
+                )),
+            };
+        }
+        if PG_DEFAULTS.iter().any(|(k, _)| *k == name) || name == "time zone" {
+            self.info.set(&name, &value);
+            return Verdict::Pass;
+        }
+        Verdict::Deny(pg_error(
+            "42704",
+            format!("unrecognized configuration parameter \"{name}\""),
+        ))
+    }
+
+    fn respond(&self, verdict: Verdict) -> Option<PgWireResult<Response>> {
+        match verdict {
+            Verdict::Pass => None,
+            Verdict::Deny(e) => Some(Err(e)),
+            Verdict::Tag(tag) => Some(Ok(Response::Execution(Tag::new(tag)))),
+            Verdict::Show(name, value) => Some(show_response(&name, &value).map(Response::Query)),
+        }
+    }
+}
+
+fn deny(role: Role, what: &str) -> Verdict {
+    Verdict::Deny(pg_error(
+        "42501",
+        format!("permission denied: role {role} may not run {what} (only admin may)"),
+    ))
+}
+
+fn value_text(e: &Expr) -> String {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        other => other.to_string().trim_matches('\'').to_string(),
+    }
+}
+
+fn statement_kind(s: &Statement) -> &'static str {
+    match s {
+        Statement::Insert(_) => "INSERT",
+        Statement::Update { .. } => "UPDATE",
+        Statement::Delete(_) => "DELETE",
+        Statement::Copy { .. } => "COPY",
+        Statement::CreateTable(_) => "CREATE TABLE",
+        Statement::CreateView { .. } => "CREATE VIEW",
+        Statement::Drop { .. } => "DROP",
+        Statement::Truncate { .. } => "TRUNCATE",
+        Statement::AlterTable { .. } => "ALTER TABLE",
+        Statement::CreateSchema { .. } => "CREATE SCHEMA",
+        Statement::CreateFunction(_) => "CREATE FUNCTION",
+        _ => "this statement",
+    }
+}
+
+fn show_response(name: &str, value: &str) -> PgWireResult<QueryResponse> {
+    let fields = Arc::new(vec![FieldInfo::new(
+        name.to_string(),
+        None,
+        None,
+        Type::TEXT,
+        FieldFormat::Text,
+    )]);
+    let mut encoder = DataRowEncoder::new(fields.clone());
+    encoder.encode_field(&Some(value))?;
+    let row = encoder.take_row();
+    Ok(QueryResponse::new(
+        fields,
+        futures::stream::once(async move { Ok(row) }),
+    ))
+}
+
+fn empty_plan(fields: Vec<Field>) -> PgWireResult<LogicalPlan> {
+    let schema = Arc::new(Schema::new(fields))
+        .to_dfschema()
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+    Ok(LogicalPlan::EmptyRelation(EmptyRelation {
+        produce_one_row: true,
+        schema: Arc::new(schema),
+    }))
+}
+
+#[async_trait]
+impl QueryHook for GateHook {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        _ctx: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        self.respond(self.judge(statement))
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        _ctx: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        match self.judge(statement) {
+            Verdict::Pass => None,
+            Verdict::Deny(e) => Some(Err(e)),
+            Verdict::Tag(_) => Some(empty_plan(vec![])),
+            Verdict::Show(name, _) => {
+                Some(empty_plan(vec![Field::new(name, DataType::Utf8, false)]))
+            }
+        }
+    }
+
+    async fn handle_extended_query(
+        &self,
+        statement: &Statement,
+        _plan: &LogicalPlan,
+        _params: &ParamValues,
+        _ctx: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        self.respond(self.judge(statement))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+    fn verdict(role: Role, sql: &str) -> String {
+        let hook = GateHook::new(role, SessionInfo::new());
+        let stmt = PostgresCompatibilityParser::new()
+            .parse(sql)
+            .unwrap()
+            .remove(0);
+        match hook.judge(&stmt) {
+            Verdict::Pass => "pass".into(),
+            Verdict::Tag(t) => t.into(),
+            Verdict::Show(n, v) => format!("{n}={v}"),
+            Verdict::Deny(e) => {
+                let info: ErrorInfo = e.into();
+                info.code
+            }
+        }
+    }
+
+    #[test]
+    fn roles_and_settings_are_enforced() {
+        assert_eq!(verdict(Role::Viewer, "SELECT 1"), "pass");
+        assert_eq!(verdict(Role::Analyst, "INSERT INTO t VALUES (1)"), "42501");
+        assert_eq!(verdict(Role::Analyst, "DROP TABLE orders"), "42501");
+        assert_eq!(
+            verdict(Role::Analyst, "COPY (SELECT 42) TO '/tmp/x.csv'"),
+            "42501"
+        );
+        assert_eq!(
+            verdict(Role::Analyst, "SET datafusion.execution.batch_size = 17"),
+            "42501"
+        );
+        assert_eq!(
+            verdict(Role::Admin, "SET datafusion.execution.batch_size = 17"),
+            "pass"
+        );
+        assert_eq!(verdict(Role::Admin, "DROP TABLE orders"), "pass");
+        assert_eq!(verdict(Role::Analyst, "SET no_such_setting = 5"), "42704");
+        assert_eq!(
+            verdict(Role::Analyst, "SET statement_timeout = '1s'"),
+            "pass"
+        );
+        assert_eq!(
+            verdict(Role::Analyst, "SET statement_timeout = 'soon'"),
+            "22023"
+        );
+        assert_eq!(verdict(Role::Analyst, "SET extra_float_digits = 2"), "pass");
+        assert_eq!(verdict(Role::Analyst, "SAVEPOINT a"), "SAVEPOINT");
+        assert_eq!(verdict(Role::Analyst, "DEALLOCATE ALL"), "DEALLOCATE ALL");
+        assert_eq!(verdict(Role::Analyst, "RELEASE SAVEPOINT a"), "RELEASE");
+        assert_eq!(
+            verdict(Role::Analyst, "ROLLBACK TO SAVEPOINT a"),
+            "ROLLBACK"
+        );
+        assert_eq!(
+            verdict(Role::Analyst, "SHOW server_version"),
+            "server_version=16.6 (crmdb 0.1.0)"
+        );
+        assert_eq!(
+            verdict(Role::Analyst, "SHOW search_path"),
+            "search_path=\"$user\", public"
+        );
+        assert_eq!(verdict(Role::Analyst, "SHOW nothing_here"), "42704");
+    }
+}
