@@ -157,3 +157,100 @@ pub fn check_rfm(r: &Rfm, row: usize) -> Result<(), FitError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rel(got: f64, want: f64) -> f64 {
+        (got - want).abs() / want.abs().max(1e-12)
+    }
+
+    /// Fixture written by `udfs/tests-py/compare_lifetimes.py` (lifetimes
+    /// 0.11.3 on its CDNOW sample, weeks, penalizer 0).
+    #[test]
+    fn btyd_agrees_with_lifetimes_on_cdnow() {
+        let fx: serde_json::Value =
+            serde_json::from_str(include_str!("../../../tests-py/lifetimes_cdnow.json")).unwrap();
+        let num = |v: &serde_json::Value| v.as_f64().unwrap();
+        let rows: Vec<Vec<f64>> = fx["customers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_array().unwrap().iter().map(num).collect())
+            .collect();
+        assert_eq!(rows.len(), 2357);
+        let rfm: Vec<Rfm> = rows
+            .iter()
+            .map(|r| Rfm {
+                x: r[0],
+                t_x: r[1],
+                t: r[2],
+            })
+            .collect();
+        let bg = bgnbd::fit(&rfm, 0.0).unwrap();
+        assert!(bg.converged);
+        let want = &fx["bgnbd"];
+        for (name, got) in [
+            ("r", bg.params.r),
+            ("alpha", bg.params.alpha),
+            ("a", bg.params.a),
+            ("b", bg.params.b),
+            ("ll", bg.ll),
+        ] {
+            let w = num(&want[name]);
+            assert!(rel(got, w) < 1e-3, "BG/NBD {name}: {got} vs lifetimes {w}");
+        }
+        // The published values (Fader, Hardie & Lee 2005): r=0.243, α=4.414,
+        // a=0.793, b=2.426, LL=−9582.4.
+        assert!((bg.params.r - 0.243).abs() < 5e-4 && (bg.params.alpha - 4.414).abs() < 5e-4);
+        assert!((bg.params.a - 0.793).abs() < 5e-4 && (bg.params.b - 2.426).abs() < 5e-4);
+        assert!((bg.ll + 9582.4).abs() < 0.05, "{}", bg.ll);
+
+        let pairs: Vec<(f64, f64)> = rows.iter().map(|r| (r[0], r[3])).collect();
+        let gg = gamma_gamma::fit(&pairs, 0.0).unwrap();
+        assert!(gg.converged);
+        let want = &fx["gamma_gamma"];
+        for (name, got) in [("p", gg.params.p), ("q", gg.params.q), ("v", gg.params.v)] {
+            let w = num(&want[name]);
+            assert!(
+                rel(got, w) < 1e-3,
+                "Gamma-Gamma {name}: {got} vs lifetimes {w}"
+            );
+        }
+
+        let horizon = num(&fx["horizon_weeks"]);
+        let c = &fx["clv"];
+        let mut worst = [0.0f64; 4];
+        for (r, c_rfm) in rows.iter().zip(&rfm) {
+            let got = [
+                bgnbd::p_alive(&bg.params, c_rfm),
+                bgnbd::expected_purchases(&bg.params, horizon, c_rfm),
+                clv::clv(
+                    &bg.params,
+                    &gg.params,
+                    c_rfm,
+                    r[3],
+                    num(&c["months"]) as u32,
+                    num(&c["monthly_discount_rate"]),
+                    num(&c["unit_days"]),
+                    num(&c["days_per_month"]),
+                ),
+                gamma_gamma::expected_value(&gg.params, r[0], r[3]),
+            ];
+            for k in 0..4 {
+                worst[k] = worst[k].max(rel(got[k], r[4 + k]));
+            }
+        }
+        for (k, name) in ["p_alive", "expected_purchases", "clv", "expected_value"]
+            .iter()
+            .enumerate()
+        {
+            assert!(
+                worst[k] < 1e-3,
+                "{name}: worst relative difference {}",
+                worst[k]
+            );
+        }
+    }
+}
