@@ -118,6 +118,7 @@ pub const PG_DEFAULTS: &[(&str, &str)] = &[
 pub fn register(ctx: &SessionContext, info: &Arc<SessionInfo>) {
     ctx.register_udf(ScalarUDF::from(VersionFunc::new()));
     ctx.register_udf(ScalarUDF::from(CurrentSettingFunc::new(info.clone())));
+    ctx.register_udf(ScalarUDF::from(ToRegtypeFunc::new()));
     for name in ["session_user", "current_user", "user", "current_role"] {
         ctx.register_udf(ScalarUDF::from(UserFunc::new(name, info.clone())));
     }
@@ -302,6 +303,88 @@ impl ScalarUDFImpl for CurrentSettingFunc {
     }
 }
 
+/// Built-in type names and their OIDs, for `to_regtype`.
+const TYPE_OIDS: &[(&str, i32)] = &[
+    ("bool", 16),
+    ("boolean", 16),
+    ("bytea", 17),
+    ("int8", 20),
+    ("bigint", 20),
+    ("int2", 21),
+    ("smallint", 21),
+    ("int4", 23),
+    ("integer", 23),
+    ("int", 23),
+    ("text", 25),
+    ("oid", 26),
+    ("json", 114),
+    ("float4", 700),
+    ("real", 700),
+    ("float8", 701),
+    ("double precision", 701),
+    ("varchar", 1043),
+    ("character varying", 1043),
+    ("date", 1082),
+    ("time", 1083),
+    ("timestamp", 1114),
+    ("timestamp without time zone", 1114),
+    ("timestamptz", 1184),
+    ("timestamp with time zone", 1184),
+    ("interval", 1186),
+    ("numeric", 1700),
+    ("uuid", 2950),
+    ("jsonb", 3802),
+];
+
+/// `to_regtype(name)`: the OID of a built-in type, NULL for any other name
+/// (crmdb has no extension types such as hstore; drivers probe for them).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ToRegtypeFunc {
+    signature: Signature,
+}
+
+impl ToRegtypeFunc {
+    fn new() -> Self {
+        ToRegtypeFunc {
+            signature: Signature::string(1, Volatility::Stable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for ToRegtypeFunc {
+    fn name(&self) -> &str {
+        "to_regtype"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int32)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let names = args.args[0].to_array(args.number_rows)?;
+        let names = datafusion::arrow::compute::cast(&names, &DataType::Utf8)?;
+        let names = names.as_string::<i32>();
+        let out: datafusion::arrow::array::Int32Array = names
+            .iter()
+            .map(|n| {
+                let n = n?
+                    .trim()
+                    .trim_start_matches("pg_catalog.")
+                    .to_ascii_lowercase();
+                TYPE_OIDS.iter().find(|(t, _)| *t == n).map(|(_, oid)| *oid)
+            })
+            .collect();
+        let array: ArrayRef = Arc::new(out);
+        if matches!(args.args[0], ColumnarValue::Scalar(_)) {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &array, 0,
+            )?));
+        }
+        Ok(ColumnarValue::Array(array))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,7 +397,7 @@ mod tests {
         info.set("search_path", "public");
         register(&ctx, &info);
         let batches = ctx
-            .sql("SELECT version() AS v, current_setting('search_path') AS s, session_user AS u, current_setting('nope', true) AS n")
+            .sql("SELECT version() AS v, current_setting('search_path') AS s, session_user AS u, current_setting('nope', true) AS n, to_regtype('int8') AS t, to_regtype('hstore') AS h")
             .await
             .unwrap()
             .collect()
@@ -330,6 +413,13 @@ mod tests {
         assert_eq!(b.column(1).as_string::<i32>().value(0), "public");
         assert_eq!(b.column(2).as_string::<i32>().value(0), "alice");
         assert!(b.column(3).is_null(0));
+        assert_eq!(
+            b.column(4)
+                .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
+                .value(0),
+            20
+        );
+        assert!(b.column(5).is_null(0));
         let err = ctx
             .sql("SELECT current_setting('nope')")
             .await

@@ -78,6 +78,7 @@ with psycopg.connect(dsn) as conn:
     t.join()
     took = time.time() - t0
     assert took < 8, took
+    conn.rollback()
     assert conn.execute("SELECT 1 + 1").fetchone() == (2,)
 
 print("OK")

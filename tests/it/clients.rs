@@ -34,3 +34,23 @@ fn run(program: &str, args: &[&str]) {
 fn psycopg3() {
     run("python3", &["psycopg3_test.py"]);
 }
+
+#[test]
+fn psycopg2() {
+    run("python3", &["psycopg2_test.py"]);
+}
+
+#[test]
+fn asyncpg() {
+    run("python3", &["asyncpg_test.py"]);
+}
+
+#[test]
+fn sqlalchemy_inspector() {
+    run("python3", &["sqlalchemy_test.py"]);
+}
+
+#[test]
+fn node_postgres() {
+    run("node", &["node_pg_test.js"]);
+}
