@@ -143,11 +143,6 @@ pub fn days_between(from: i64, to: i64) -> f64 {
     (to as f64 - from as f64) / MICROS_PER_DAY
 }
 
-/// True when every row of all arrays is NULL-free at `i`.
-pub fn all_valid(arrays: &[&dyn Array], i: usize) -> bool {
-    arrays.iter().all(|a| a.is_valid(i))
-}
-
 /// A constant numeric-list argument (e.g. `[30, 60, 90]`), or `None` for NULL.
 /// Fails when the argument varies per row or holds NULL/non-finite elements.
 pub fn const_f64_list(func: &str, arg: &str, v: &ColumnarValue) -> Result<Option<Vec<f64>>> {
@@ -314,4 +309,28 @@ pub mod fuzz {
             .collect();
         Arc::new(StringArray::from(v))
     }
+}
+
+/// Invoke a scalar UDF in tests.
+#[cfg(test)]
+pub fn call_scalar(
+    f: &dyn datafusion::logical_expr::ScalarUDFImpl,
+    args: Vec<ColumnarValue>,
+    n: usize,
+) -> Result<ArrayRef> {
+    use datafusion::common::config::ConfigOptions;
+    use datafusion::logical_expr::ScalarFunctionArgs;
+    let arg_fields = args
+        .iter()
+        .map(|a| Arc::new(Field::new("a", a.data_type(), true)))
+        .collect();
+    let rt = f.return_type(&args.iter().map(|a| a.data_type()).collect::<Vec<_>>())?;
+    f.invoke_with_args(ScalarFunctionArgs {
+        args,
+        arg_fields,
+        number_rows: n,
+        return_field: Arc::new(Field::new("r", rt, true)),
+        config_options: Arc::new(ConfigOptions::default()),
+    })?
+    .to_array(n)
 }
