@@ -1,0 +1,206 @@
+//! Command-line interface: one clap `Args` struct per subcommand, and
+//! [`run`], which dispatches to the library.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::ingest::{Format, IngestOptions, ingest_files};
+use crate::output::OutputFormat;
+use crate::store::Store;
+
+/// crmdb — an embedded analytical datastore for retail CRM data.
+#[derive(Debug, Parser)]
+#[command(name = "crmdb", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Data directory (one Delta table per canonical table).
+    #[arg(long, global = true, env = "CRMDB_DATA", default_value = "./crmdb-data", value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// Configuration file (default: crmdb.toml in the data directory, if present).
+    #[arg(long, global = true, env = "CRMDB_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a data directory with every canonical table (idempotent).
+    Init,
+    /// Load CSV, JSON lines or Parquet files into a table, atomically.
+    Ingest(IngestArgs),
+    /// Run SQL: a query argument, a file, or an interactive prompt.
+    Sql(SqlArgs),
+    /// List the tables with their row counts and Delta versions.
+    Tables,
+    /// Serve SQL over the PostgreSQL wire protocol (psql, BI tools, drivers).
+    Serve(crate::server::ServeArgs),
+    /// Manage the server's users in crmdb.toml.
+    User(crate::server::UserArgs),
+}
+
+/// `crmdb ingest TABLE FILE...`
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Target table (customers, orders, order_items, interactions, promotions, promotion_exposures).
+    pub table: String,
+    /// Input files; the format comes from the extension unless --format is given.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Input format (default: from the file extension).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// CSV field delimiter (one character; `\t` for tab).
+    #[arg(long, default_value = ",")]
+    pub delimiter: String,
+    /// Skip input columns the table does not have instead of failing.
+    #[arg(long)]
+    pub ignore_unknown: bool,
+    /// Write bad rows (with their reasons) to this CSV file and load the good rows.
+    #[arg(long, value_name = "PATH")]
+    pub reject_file: Option<PathBuf>,
+}
+
+/// `crmdb sql [QUERY]`
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// SQL to run (several statements separated by ';' are allowed).
+    pub query: Option<String>,
+    /// Read SQL from a file ('-' for standard input).
+    #[arg(short, long, value_name = "FILE", conflicts_with = "query")]
+    pub file: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    /// Query the bundled sample data (loaded into a temporary store) instead of --data.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+fn parse_delimiter(s: &str) -> Result<u8, Error> {
+    match s {
+        "\\t" | "tab" | "\t" => Ok(b'\t'),
+        _ if s.len() == 1 && s.is_ascii() => Ok(s.as_bytes()[0]),
+        _ => Err(Error::Usage(format!("--delimiter must be a single ASCII character, got {s:?}"))),
+    }
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Arc<Config>> {
+    Ok(Arc::new(Config::load(cli.config.as_deref(), &cli.data)?))
+}
+
+async fn open_engine(cli: &Cli) -> anyhow::Result<Engine> {
+    let store = Store::open(&cli.data).await?;
+    let config = load_config(cli)?;
+    Ok(Engine::open(store, config).await?)
+}
+
+/// Run a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Init => {
+            let store = Store::init(&cli.data).await?;
+            println!("initialised crmdb store at {}", store.path().display());
+            Ok(())
+        }
+        Command::Ingest(args) => ingest(&cli, args).await,
+        Command::Sql(args) => sql(&cli, args).await,
+        Command::Tables => tables(&cli).await,
+        Command::Serve(args) => crate::server::serve(&cli, args).await,
+        Command::User(args) => crate::server::user(&cli, args),
+    }
+}
+
+async fn ingest(cli: &Cli, args: &IngestArgs) -> anyhow::Result<()> {
+    let store = Store::open(&cli.data).await?;
+    let opts = IngestOptions {
+        delimiter: parse_delimiter(&args.delimiter)?,
+        ignore_unknown: args.ignore_unknown,
+        reject_file: args.reject_file.clone(),
+        format: args.format,
+        ..IngestOptions::default()
+    };
+    let progress = if std::io::stderr().is_terminal() {
+        let pb = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        pb.set_message(format!("loading {}", args.table));
+        pb
+    } else {
+        ProgressBar::hidden()
+    };
+    let start = Instant::now();
+    let report = ingest_files(&store, &args.table, &args.files, &opts, &progress).await?;
+    let secs = start.elapsed().as_secs_f64();
+    println!("{report}");
+    eprintln!("{} rows in {secs:.2} s ({:.0} rows/s)", report.rows_read, report.rows_read as f64 / secs.max(1e-9));
+    if report.rejected > 0 {
+        if let Some(p) = &args.reject_file {
+            eprintln!("{} rejected row(s) written to {}", report.rejected, p.display());
+        }
+    }
+    Ok(())
+}
+
+async fn sql(cli: &Cli, args: &SqlArgs) -> anyhow::Result<()> {
+    let (_demo_dir, engine) = if args.demo {
+        let (dir, engine) = crate::demo::open_demo().await.context("loading the sample data")?;
+        (Some(dir), engine)
+    } else {
+        (None, open_engine(cli).await?)
+    };
+    let ctx = engine.session();
+    let text = match (&args.query, &args.file) {
+        (Some(q), _) => Some(q.clone()),
+        (None, Some(f)) if f.as_os_str() == "-" => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).context("reading SQL from standard input")?;
+            Some(s)
+        }
+        (None, Some(f)) => Some(std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?),
+        (None, None) if !std::io::stdin().is_terminal() => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).context("reading SQL from standard input")?;
+            Some(s)
+        }
+        (None, None) => None,
+    };
+    match text {
+        Some(sql) => {
+            let mut stdout = std::io::stdout().lock();
+            crate::shell::run_script(&ctx, &sql, args.format, &mut stdout).await?;
+        }
+        None => crate::shell::interactive(&ctx, args.format).await?,
+    }
+    Ok(())
+}
+
+async fn tables(cli: &Cli) -> anyhow::Result<()> {
+    let store = Store::open(&cli.data).await?;
+    println!("{:<22} {:>12} {:>8}", "table", "rows", "version");
+    for def in crate::store::schema::TABLES {
+        let table = store.table(def.name).await?;
+        let rows: usize = table.snapshot()?.log_data().iter().filter_map(|f| f.num_records()).sum();
+        println!("{:<22} {:>12} {:>8}", def.name, rows, table.version().unwrap_or(0));
+    }
+    Ok(())
+}

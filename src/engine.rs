@@ -1,0 +1,204 @@
+//! The query engine: one [`Engine`] per process, built once over a [`Store`]
+//! and shared by every front end (CLI, pgwire server, exports).
+//!
+//! It owns the shared parts — the catalog `crm` with schema `public` (canonical
+//! tables, views), the runtime with its memory pool and spill directory — and
+//! hands out independent sessions ([`Engine::session`]) whose settings are
+//! their own, so one connection's `SET` never changes another's.
+//!
+//! Tables are registered as [`LiveTable`]s: every scan reads the latest
+//! committed Delta version, so loads made by this or another process are seen
+//! by the next query, and a query never sees half a load.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider, SchemaProvider, Session};
+use datafusion::common::{Constraints, Statistics};
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::Result as DFResult;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake::DeltaTable;
+use tokio::sync::Mutex;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::store::Store;
+use crate::store::schema::TABLES;
+
+/// Name of the catalog (= the PostgreSQL database name).
+pub const CATALOG: &str = "crm";
+/// Name of the schema holding tables and views.
+pub const SCHEMA: &str = "public";
+
+/// The shared query engine. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    config: Arc<Config>,
+    runtime: Arc<RuntimeEnv>,
+    catalogs: Arc<dyn CatalogProviderList>,
+    schema: Arc<dyn SchemaProvider>,
+}
+
+impl Engine {
+    /// Build the engine over an opened store.
+    pub async fn open(store: Store, config: Arc<Config>) -> Result<Engine> {
+        let mut disk = DiskManagerBuilder::default();
+        if let Some(dir) = &config.engine.spill_dir {
+            disk = disk.with_mode(DiskManagerMode::Directories(vec![dir.clone()]));
+        }
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(config.engine.memory_limit.0 as usize)))
+            .with_disk_manager_builder(disk)
+            .build_arc()?;
+        let catalogs: Arc<dyn CatalogProviderList> = Arc::new(MemoryCatalogProviderList::new());
+        let catalog = Arc::new(MemoryCatalogProvider::new());
+        let schema: Arc<dyn SchemaProvider> = Arc::new(MemorySchemaProvider::new());
+        catalog.register_schema(SCHEMA, schema.clone())?;
+        catalogs.register_catalog(CATALOG.to_string(), catalog);
+        for def in TABLES {
+            let table = store.table(def.name).await?;
+            schema.register_table(def.name.to_string(), Arc::new(LiveTable::new(table).await?))?;
+        }
+        Ok(Engine { inner: Arc::new(Inner { store, config, runtime, catalogs, schema }) })
+    }
+
+    /// A new, independent session: its own settings, the shared catalog,
+    /// runtime (memory limit) and every CRM function.
+    pub fn session(&self) -> SessionContext {
+        let engine = &self.inner.config.engine;
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, SCHEMA)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true)
+            .with_batch_size(engine.batch_size);
+        if let Some(n) = engine.target_partitions {
+            config = config.with_target_partitions(n);
+        }
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(self.inner.runtime.clone())
+            .with_catalog_list(self.inner.catalogs.clone())
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        crmdb_udfs::register_all(&ctx);
+        ctx
+    }
+
+    /// The store the engine reads.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.inner.config
+    }
+
+    /// The shared catalog list (catalog `crm`).
+    pub fn catalog_list(&self) -> &Arc<dyn CatalogProviderList> {
+        &self.inner.catalogs
+    }
+
+    /// The shared schema `crm.public`, where tables and views live.
+    pub fn schema(&self) -> &Arc<dyn SchemaProvider> {
+        &self.inner.schema
+    }
+
+    /// The shared runtime (memory pool, disk manager).
+    pub fn runtime(&self) -> &Arc<RuntimeEnv> {
+        &self.inner.runtime
+    }
+}
+
+/// A Delta table that always scans its latest committed version.
+#[derive(Debug)]
+pub struct LiveTable {
+    schema: SchemaRef,
+    state: Mutex<(DeltaTable, Arc<dyn TableProvider>)>,
+}
+
+impl LiveTable {
+    /// Wrap a loaded Delta table.
+    pub async fn new(table: DeltaTable) -> Result<LiveTable> {
+        let provider = table.table_provider().await?;
+        Ok(LiveTable { schema: provider.schema(), state: Mutex::new((table, provider)) })
+    }
+
+    /// The provider of the latest committed version (refreshing if a newer
+    /// version has been committed since the last call).
+    pub async fn current(&self) -> DFResult<Arc<dyn TableProvider>> {
+        let mut guard = self.state.lock().await;
+        let (table, provider) = &mut *guard;
+        let before = table.version();
+        table.update_incremental(None).await.map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        if table.version() != before {
+            *provider = table.table_provider().await?;
+        }
+        Ok(provider.clone())
+    }
+}
+
+#[async_trait]
+impl TableProvider for LiveTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        None
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn get_logical_plan(&self) -> Option<Cow<'_, LogicalPlan>> {
+        None
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DFResult<Vec<TableProviderFilterPushDown>> {
+        // Delta's provider uses filters for file skipping and applies them
+        // inexactly; the plan keeps its own filter on top.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        self.current().await?.scan(state, projection, filters, limit).await
+    }
+
+    fn statistics(&self) -> Option<Statistics> {
+        None
+    }
+
+    async fn insert_into(
+        &self,
+        state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        self.current().await?.insert_into(state, input, insert_op).await
+    }
+}
