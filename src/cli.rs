@@ -53,6 +53,34 @@ pub enum Command {
     Serve(crate::server::ServeArgs),
     /// Manage the server's users in crmdb.toml.
     User(crate::server::UserArgs),
+    /// Write synthetic CRM data (all six tables) and optionally load it.
+    Generate(GenerateArgs),
+}
+
+/// `crmdb generate --customers N --seed S --out DIR`
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Number of customers.
+    #[arg(long, default_value_t = 10_000)]
+    pub customers: u64,
+    /// Random seed: the same seed gives the same bytes.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Output directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// File format.
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: crate::generate::OutputFormat,
+    /// Last day of the history (YYYY-MM-DD).
+    #[arg(long, default_value = "2026-06-30")]
+    pub end_date: chrono::NaiveDate,
+    /// Years of history.
+    #[arg(long, default_value_t = 3)]
+    pub years: u32,
+    /// Load the generated files into this data directory (created if needed).
+    #[arg(long, value_name = "DATA_DIR")]
+    pub load: Option<PathBuf>,
 }
 
 /// `crmdb ingest TABLE FILE...`
@@ -124,6 +152,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tables => tables(&cli).await,
         Command::Serve(args) => crate::server::serve(&cli, args).await,
         Command::User(args) => crate::server::user(&cli, args),
+        Command::Generate(args) => generate(args).await,
     }
 }
 
@@ -201,6 +230,28 @@ async fn tables(cli: &Cli) -> anyhow::Result<()> {
         let table = store.table(def.name).await?;
         let rows: usize = table.snapshot()?.log_data().iter().filter_map(|f| f.num_records()).sum();
         println!("{:<22} {:>12} {:>8}", def.name, rows, table.version().unwrap_or(0));
+    }
+    Ok(())
+}
+
+async fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
+    let mut opts = crate::generate::GenerateOptions::new(args.customers, args.seed, &args.out);
+    opts.format = args.format;
+    opts.end_date = args.end_date;
+    opts.years = args.years;
+    let start = Instant::now();
+    let summary = crate::generate::generate(&opts, &|_, _| {})?;
+    for (table, rows, path, bytes) in &summary.tables {
+        println!("{table:<22} {rows:>12} rows {bytes:>14} bytes  {}", path.display());
+    }
+    eprintln!("generated in {:.1} s", start.elapsed().as_secs_f64());
+    if let Some(data) = &args.load {
+        let store = Store::init(data).await?;
+        let hidden = ProgressBar::hidden();
+        for (table, _, path, _) in &summary.tables {
+            let report = ingest_files(&store, table, std::slice::from_ref(path), &IngestOptions::default(), &hidden).await?;
+            println!("{report}");
+        }
     }
     Ok(())
 }

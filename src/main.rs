@@ -6,8 +6,8 @@ use tracing_subscriber::EnvFilter;
 fn main() -> std::process::ExitCode {
     let cli = crmdb::cli::Cli::parse();
     let default_level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,buoyant_kernel=off,deltalake_core::operations::merge=error",
+        1 => "info,buoyant_kernel=warn",
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));

@@ -9,7 +9,7 @@ use datafusion::arrow::array::{
     Int32Builder, Int64Builder, RecordBatch, StringArray, TimestampMicrosecondBuilder, new_null_array,
 };
 use datafusion::arrow::compute::{CastOptions, cast, cast_with_options, filter_record_batch};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use super::parse;
@@ -163,13 +163,20 @@ pub(crate) fn convert(def: &TableDef, raw: RawChunk) -> Result<Converted> {
         }
         columns.push(array);
     }
-    let batch = RecordBatch::try_new(def.arrow_schema(), columns)?;
     let rejected = bad.iter().filter(|b| **b).count();
     if rejected == 0 {
+        let batch = RecordBatch::try_new(def.arrow_schema(), columns)?;
         return Ok(Converted { batch, positions: raw.positions, errors, rejected });
     }
+    // Bad rows may hold NULLs in NOT NULL columns: filter them out under a
+    // nullable schema, then apply the canonical one.
+    let schema = def.arrow_schema();
+    let nullable = Arc::new(Schema::new(
+        schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
+    ));
     let keep = BooleanArray::from(bad.iter().map(|b| !b).collect::<Vec<bool>>());
-    let batch = filter_record_batch(&batch, &keep)?;
+    let filtered = filter_record_batch(&RecordBatch::try_new(nullable, columns)?, &keep)?;
+    let batch = RecordBatch::try_new(schema, filtered.columns().to_vec())?;
     let positions = raw.positions.iter().zip(&bad).filter(|(_, b)| !**b).map(|(p, _)| *p).collect();
     errors.sort_by_key(|e| e.position.number());
     Ok(Converted { batch, positions, errors, rejected })

@@ -1,0 +1,58 @@
+//! The `crmdb` binary as a user runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn crmdb() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_crmdb"))
+}
+
+pub fn run(data: &Path, args: &[&str]) -> Output {
+    crmdb().arg("--data").arg(data).args(args).output().unwrap()
+}
+
+pub fn sample(name: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/sample_data")).join(name)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn demo_counts_the_sample_orders() {
+    let out = crmdb().args(["sql", "--demo", "--format", "csv", "SELECT count(*) AS n FROM orders"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let expected = std::fs::read_to_string(sample("orders.csv")).unwrap().lines().count() - 1;
+    assert_eq!(stdout(&out), format!("n\n{expected}\n"));
+}
+
+#[test]
+fn a_bad_query_fails_with_the_engine_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    assert!(run(&data, &["init"]).status.success());
+    let out = run(&data, &["sql", "SELECT no_such_column FROM orders"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no_such_column"), "{err}");
+}
+
+#[test]
+fn sql_output_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    assert!(run(&data, &["init"]).status.success());
+    let q = "SELECT 1 AS a, 'x' AS b";
+    assert_eq!(stdout(&run(&data, &["sql", "--format", "csv", q])), "a,b\n1,x\n");
+    assert_eq!(stdout(&run(&data, &["sql", "--format", "json", q])), "[{\"a\":1,\"b\":\"x\"}]\n");
+    assert_eq!(stdout(&run(&data, &["sql", q])), "+---+---+\n| a | b |\n+---+---+\n| 1 | x |\n+---+---+\n");
+}
+
+#[test]
+fn opening_a_missing_store_says_how_to_create_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&dir.path().join("nope"), &["sql", "SELECT 1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("crmdb init"));
+}
