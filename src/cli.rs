@@ -22,7 +22,13 @@ use crate::store::Store;
 #[command(name = "crmdb", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     /// Data directory (one Delta table per canonical table).
-    #[arg(long, global = true, env = "CRMDB_DATA", default_value = "./crmdb-data", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "CRMDB_DATA",
+        default_value = "./crmdb-data",
+        value_name = "DIR"
+    )]
     pub data: PathBuf,
 
     /// Configuration file (default: crmdb.toml in the data directory, if present).
@@ -125,7 +131,9 @@ fn parse_delimiter(s: &str) -> Result<u8, Error> {
     match s {
         "\\t" | "tab" | "\t" => Ok(b'\t'),
         _ if s.len() == 1 && s.is_ascii() => Ok(s.as_bytes()[0]),
-        _ => Err(Error::Usage(format!("--delimiter must be a single ASCII character, got {s:?}"))),
+        _ => Err(Error::Usage(format!(
+            "--delimiter must be a single ASCII character, got {s:?}"
+        ))),
     }
 }
 
@@ -168,9 +176,11 @@ async fn ingest(cli: &Cli, args: &IngestArgs) -> anyhow::Result<()> {
     let progress = if std::io::stderr().is_terminal() {
         let pb = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
         pb.set_style(
-            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         pb.set_message(format!("loading {}", args.table));
         pb
@@ -181,10 +191,20 @@ async fn ingest(cli: &Cli, args: &IngestArgs) -> anyhow::Result<()> {
     let report = ingest_files(&store, &args.table, &args.files, &opts, &progress).await?;
     let secs = start.elapsed().as_secs_f64();
     println!("{report}");
-    eprintln!("{} rows in {secs:.2} s ({:.0} rows/s)", report.rows_read, report.rows_read as f64 / secs.max(1e-9));
-    if report.rejected > 0 {
-        if let Some(p) = &args.reject_file {
-            eprintln!("{} rejected row(s) written to {}", report.rejected, p.display());
+    eprintln!(
+        "{} rows in {secs:.2} s ({:.0} rows/s)",
+        report.rows_read,
+        report.rows_read as f64 / secs.max(1e-9)
+    );
+    if report.rejected > 0
+        && let Some(p) = &args.reject_file
+    {
+        {
+            eprintln!(
+                "{} rejected row(s) written to {}",
+                report.rejected,
+                p.display()
+            );
         }
     }
     Ok(())
@@ -192,7 +212,9 @@ async fn ingest(cli: &Cli, args: &IngestArgs) -> anyhow::Result<()> {
 
 async fn sql(cli: &Cli, args: &SqlArgs) -> anyhow::Result<()> {
     let (_demo_dir, engine) = if args.demo {
-        let (dir, engine) = crate::demo::open_demo().await.context("loading the sample data")?;
+        let (dir, engine) = crate::demo::open_demo()
+            .await
+            .context("loading the sample data")?;
         (Some(dir), engine)
     } else {
         (None, open_engine(cli).await?)
@@ -202,13 +224,17 @@ async fn sql(cli: &Cli, args: &SqlArgs) -> anyhow::Result<()> {
         (Some(q), _) => Some(q.clone()),
         (None, Some(f)) if f.as_os_str() == "-" => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).context("reading SQL from standard input")?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading SQL from standard input")?;
             Some(s)
         }
         (None, Some(f)) => Some(std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?),
         (None, None) if !std::io::stdin().is_terminal() => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).context("reading SQL from standard input")?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading SQL from standard input")?;
             Some(s)
         }
         (None, None) => None,
@@ -228,8 +254,18 @@ async fn tables(cli: &Cli) -> anyhow::Result<()> {
     println!("{:<22} {:>12} {:>8}", "table", "rows", "version");
     for def in crate::store::schema::TABLES {
         let table = store.table(def.name).await?;
-        let rows: usize = table.snapshot()?.log_data().iter().filter_map(|f| f.num_records()).sum();
-        println!("{:<22} {:>12} {:>8}", def.name, rows, table.version().unwrap_or(0));
+        let rows: usize = table
+            .snapshot()?
+            .log_data()
+            .iter()
+            .filter_map(|f| f.num_records())
+            .sum();
+        println!(
+            "{:<22} {:>12} {:>8}",
+            def.name,
+            rows,
+            table.version().unwrap_or(0)
+        );
     }
     Ok(())
 }
@@ -242,14 +278,24 @@ async fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let summary = crate::generate::generate(&opts, &|_, _| {})?;
     for (table, rows, path, bytes) in &summary.tables {
-        println!("{table:<22} {rows:>12} rows {bytes:>14} bytes  {}", path.display());
+        println!(
+            "{table:<22} {rows:>12} rows {bytes:>14} bytes  {}",
+            path.display()
+        );
     }
     eprintln!("generated in {:.1} s", start.elapsed().as_secs_f64());
     if let Some(data) = &args.load {
         let store = Store::init(data).await?;
         let hidden = ProgressBar::hidden();
         for (table, _, path, _) in &summary.tables {
-            let report = ingest_files(&store, table, std::slice::from_ref(path), &IngestOptions::default(), &hidden).await?;
+            let report = ingest_files(
+                &store,
+                table,
+                std::slice::from_ref(path),
+                &IngestOptions::default(),
+                &hidden,
+            )
+            .await?;
             println!("{report}");
         }
     }

@@ -67,16 +67,24 @@ impl std::str::FromStr for ByteSize {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         let t = s.trim();
-        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let n: f64 = num.parse().map_err(|_| format!("invalid size '{s}': expected e.g. 512MB or 4GB"))?;
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("invalid size '{s}': expected e.g. 512MB or 4GB"))?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kb" | "kib" => 1 << 10,
             "m" | "mb" | "mib" => 1 << 20,
             "g" | "gb" | "gib" => 1 << 30,
             "t" | "tb" | "tib" => 1 << 40,
-            other => return Err(format!("invalid size unit '{other}' in '{s}': use B, KB, MB, GB or TB")),
+            other => {
+                return Err(format!(
+                    "invalid size unit '{other}' in '{s}': use B, KB, MB, GB or TB"
+                ));
+            }
         };
         if !n.is_finite() || n < 0.0 {
             return Err(format!("invalid size '{s}'"));
@@ -87,9 +95,14 @@ impl std::str::FromStr for ByteSize {
 
 impl std::fmt::Display for ByteSize {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const UNITS: [(&str, u64); 4] = [("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)];
+        const UNITS: [(&str, u64); 4] = [
+            ("TB", 1 << 40),
+            ("GB", 1 << 30),
+            ("MB", 1 << 20),
+            ("KB", 1 << 10),
+        ];
         for (name, size) in UNITS {
-            if self.0 >= size && self.0 % size == 0 {
+            if self.0 >= size && self.0.is_multiple_of(size) {
                 return write!(f, "{}{name}", self.0 / size);
             }
         }
@@ -125,8 +138,10 @@ impl Config {
     /// Read a config file.
     pub fn from_file(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut config: Config = toml::from_str(&text)
-            .map_err(|e| Error::Config { path: path.to_path_buf(), reason: e.to_string() })?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         config.source = Some(path.to_path_buf());
         config.validate()?;
         Ok(config)
@@ -139,20 +154,30 @@ impl Config {
             return Config::from_file(path);
         }
         let in_store = data_dir.join(Self::FILE_NAME);
-        if in_store.is_file() { Config::from_file(&in_store) } else { Ok(Config::default()) }
+        if in_store.is_file() {
+            Config::from_file(&in_store)
+        } else {
+            Ok(Config::default())
+        }
     }
 
     /// Check values serde cannot check.
     pub fn validate(&self) -> Result<()> {
         let bad = |reason: String| Error::Config {
-            path: self.source.clone().unwrap_or_else(|| PathBuf::from(Self::FILE_NAME)),
+            path: self
+                .source
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(Self::FILE_NAME)),
             reason,
         };
         if self.engine.batch_size == 0 {
             return Err(bad("engine.batch_size must be at least 1".into()));
         }
         if self.engine.memory_limit.0 < 16 * 1024 * 1024 {
-            return Err(bad(format!("engine.memory_limit = {} is below the minimum of 16MB", self.engine.memory_limit)));
+            return Err(bad(format!(
+                "engine.memory_limit = {} is below the minimum of 16MB",
+                self.engine.memory_limit
+            )));
         }
         if self.engine.target_partitions == Some(0) {
             return Err(bad("engine.target_partitions must be at least 1".into()));
@@ -162,7 +187,9 @@ impl Config {
 
     /// The as-of date in force: the configured one, or today (UTC).
     pub fn as_of(&self) -> chrono::NaiveDate {
-        self.crm.as_of.unwrap_or_else(|| chrono::Utc::now().date_naive())
+        self.crm
+            .as_of
+            .unwrap_or_else(|| chrono::Utc::now().date_naive())
     }
 }
 
@@ -191,7 +218,12 @@ mod tests {
         assert_eq!("512 MiB".parse::<ByteSize>(), Ok(ByteSize(512 << 20)));
         assert_eq!("1.5GB".parse::<ByteSize>(), Ok(ByteSize(3 << 29)));
         assert_eq!("100".parse::<ByteSize>(), Ok(ByteSize(100)));
-        assert!("4 parsecs".parse::<ByteSize>().unwrap_err().contains("parsecs"));
+        assert!(
+            "4 parsecs"
+                .parse::<ByteSize>()
+                .unwrap_err()
+                .contains("parsecs")
+        );
         assert_eq!(ByteSize(4 << 30).to_string(), "4GB");
         assert_eq!(ByteSize(1000).to_string(), "1000B");
     }

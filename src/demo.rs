@@ -28,16 +28,31 @@ pub fn sample_data_dir() -> PathBuf {
 /// Load the sample data into a new temporary store and open an engine on it.
 /// The store lives as long as the returned [`TempDir`].
 pub async fn open_demo() -> Result<(TempDir, Engine)> {
-    let dir = tempfile::Builder::new().prefix("crmdb-demo-").tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let dir = tempfile::Builder::new()
+        .prefix("crmdb-demo-")
+        .tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let store = Store::init(&dir.path().join("data")).await?;
     let samples = sample_data_dir();
     let hidden = indicatif::ProgressBar::hidden();
     for def in TABLES {
         let file = samples.join(format!("{}.csv", def.name));
         if !file.is_file() {
-            return Err(Error::Store { path: file, reason: "sample data file not found (set CRMDB_SAMPLE_DATA to the sample_data folder)".into() });
+            return Err(Error::Store {
+                path: file,
+                reason:
+                    "sample data file not found (set CRMDB_SAMPLE_DATA to the sample_data folder)"
+                        .into(),
+            });
         }
-        ingest_files(&store, def.name, &[file], &IngestOptions::default(), &hidden).await?;
+        ingest_files(
+            &store,
+            def.name,
+            &[file],
+            &IngestOptions::default(),
+            &hidden,
+        )
+        .await?;
     }
     let mut config = Config::default();
     config.crm.as_of = SAMPLE_END.parse().ok();

@@ -15,7 +15,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider, SchemaProvider, Session};
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
+    MemorySchemaProvider, SchemaProvider, Session,
+};
 use datafusion::common::{Constraints, Statistics};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result as DFResult;
@@ -63,7 +66,9 @@ impl Engine {
             disk = disk.with_mode(DiskManagerMode::Directories(vec![dir.clone()]));
         }
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(FairSpillPool::new(config.engine.memory_limit.0 as usize)))
+            .with_memory_pool(Arc::new(FairSpillPool::new(
+                config.engine.memory_limit.0 as usize,
+            )))
             .with_disk_manager_builder(disk)
             .build_arc()?;
         let catalogs: Arc<dyn CatalogProviderList> = Arc::new(MemoryCatalogProviderList::new());
@@ -75,7 +80,15 @@ impl Engine {
             let table = store.table(def.name).await?;
             schema.register_table(def.name.to_string(), Arc::new(LiveTable::new(table).await?))?;
         }
-        Ok(Engine { inner: Arc::new(Inner { store, config, runtime, catalogs, schema }) })
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                runtime,
+                catalogs,
+                schema,
+            }),
+        })
     }
 
     /// A new, independent session: its own settings, the shared catalog,
@@ -138,7 +151,10 @@ impl LiveTable {
     /// Wrap a loaded Delta table.
     pub async fn new(table: DeltaTable) -> Result<LiveTable> {
         let provider = table.table_provider().await?;
-        Ok(LiveTable { schema: provider.schema(), state: Mutex::new((table, provider)) })
+        Ok(LiveTable {
+            schema: provider.schema(),
+            state: Mutex::new((table, provider)),
+        })
     }
 
     /// The provider of the latest committed version (refreshing if a newer
@@ -147,7 +163,10 @@ impl LiveTable {
         let mut guard = self.state.lock().await;
         let (table, provider) = &mut *guard;
         let before = table.version();
-        table.update_incremental(None).await.map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        table
+            .update_incremental(None)
+            .await
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         if table.version() != before {
             *provider = table.table_provider().await?;
         }
@@ -173,7 +192,10 @@ impl TableProvider for LiveTable {
         None
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DFResult<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DFResult<Vec<TableProviderFilterPushDown>> {
         // Delta's provider uses filters for file skipping and applies them
         // inexactly; the plan keeps its own filter on top.
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
@@ -186,7 +208,10 @@ impl TableProvider for LiveTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        self.current().await?.scan(state, projection, filters, limit).await
+        self.current()
+            .await?
+            .scan(state, projection, filters, limit)
+            .await
     }
 
     fn statistics(&self) -> Option<Statistics> {
@@ -199,6 +224,9 @@ impl TableProvider for LiveTable {
         input: Arc<dyn ExecutionPlan>,
         insert_op: InsertOp,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        self.current().await?.insert_into(state, input, insert_op).await
+        self.current()
+            .await?
+            .insert_into(state, input, insert_op)
+            .await
     }
 }

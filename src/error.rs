@@ -99,7 +99,10 @@ pub enum Error {
 impl Error {
     /// Wrap an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// The PostgreSQL SQLSTATE for this error.

@@ -21,7 +21,11 @@ pub enum OutputFormat {
 }
 
 /// Write batches to `out` in `format`.
-pub fn write_batches(out: &mut dyn Write, batches: &[RecordBatch], format: OutputFormat) -> Result<()> {
+pub fn write_batches(
+    out: &mut dyn Write,
+    batches: &[RecordBatch],
+    format: OutputFormat,
+) -> Result<()> {
     let io = |e: std::io::Error| Error::io("<stdout>", e);
     match format {
         OutputFormat::Table => {
@@ -31,7 +35,9 @@ pub fn write_batches(out: &mut dyn Write, batches: &[RecordBatch], format: Outpu
             writeln!(out, "{}", pretty_format_batches(batches)?).map_err(io)?;
         }
         OutputFormat::Csv => {
-            let mut w = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
+            let mut w = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut *out);
             if batches.is_empty() {
                 return Ok(());
             }

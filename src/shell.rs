@@ -13,7 +13,12 @@ use crate::output::{OutputFormat, write_batches};
 
 /// Split `sql` into statements and run them in order, printing each result.
 /// Stops at the first failing statement.
-pub async fn run_script(ctx: &SessionContext, sql: &str, format: OutputFormat, out: &mut dyn Write) -> Result<()> {
+pub async fn run_script(
+    ctx: &SessionContext,
+    sql: &str,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<()> {
     for batches in execute_all(ctx, sql).await? {
         write_batches(out, &batches, format)?;
     }
@@ -44,16 +49,25 @@ Enter SQL terminated by ';' (it may span lines). Meta-commands:
 /// The interactive prompt, with history (~/.crmdb_history) and multi-line input.
 pub async fn interactive(ctx: &SessionContext, format: OutputFormat) -> Result<()> {
     use rustyline::error::ReadlineError;
-    let mut editor = rustyline::DefaultEditor::new().map_err(|e| Error::Usage(format!("cannot start the prompt: {e}")))?;
-    let history = std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".crmdb_history"));
+    let mut editor = rustyline::DefaultEditor::new()
+        .map_err(|e| Error::Usage(format!("cannot start the prompt: {e}")))?;
+    let history =
+        std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".crmdb_history"));
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
-    println!("crmdb {} — type \\? for help, \\q to quit", env!("CARGO_PKG_VERSION"));
+    println!(
+        "crmdb {} — type \\? for help, \\q to quit",
+        env!("CARGO_PKG_VERSION")
+    );
     let mut buffer = String::new();
     let mut timing = true;
     loop {
-        let prompt = if buffer.is_empty() { "crm=> " } else { "crm-> " };
+        let prompt = if buffer.is_empty() {
+            "crm=> "
+        } else {
+            "crm-> "
+        };
         let line = match tokio::task::block_in_place(|| editor.readline(prompt)) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => {
@@ -117,7 +131,12 @@ async fn run_and_print(ctx: &SessionContext, sql: &str, format: OutputFormat, ti
                 }
                 if timing {
                     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-                    let _ = writeln!(stdout, "({rows} row{}, {:.1} ms)", if rows == 1 { "" } else { "s" }, start.elapsed().as_secs_f64() * 1e3);
+                    let _ = writeln!(
+                        stdout,
+                        "({rows} row{}, {:.1} ms)",
+                        if rows == 1 { "" } else { "s" },
+                        start.elapsed().as_secs_f64() * 1e3
+                    );
                 }
             }
         }

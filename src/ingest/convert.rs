@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder,
-    Int32Builder, Int64Builder, RecordBatch, StringArray, TimestampMicrosecondBuilder, new_null_array,
+    Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Date32Builder, Decimal128Builder,
+    Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringArray,
+    TimestampMicrosecondBuilder, new_null_array,
 };
 use datafusion::arrow::compute::{CastOptions, cast, cast_with_options, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Schema};
@@ -72,24 +73,41 @@ pub(crate) fn map_columns(
     ignore_unknown: bool,
     file: &str,
 ) -> Result<Vec<Option<usize>>> {
-    let bad = |reason: String| Error::InputFile { file: file.to_string(), reason };
+    let bad = |reason: String| Error::InputFile {
+        file: file.to_string(),
+        reason,
+    };
     for (i, name) in source.iter().enumerate() {
         if source[..i].contains(name) {
             return Err(bad(format!("column '{name}' appears twice in the header")));
         }
     }
-    let unknown: Vec<&str> =
-        source.iter().filter(|n| def.column(n).is_none()).map(String::as_str).collect();
+    let unknown: Vec<&str> = source
+        .iter()
+        .filter(|n| def.column(n).is_none())
+        .map(String::as_str)
+        .collect();
     if !unknown.is_empty() && !ignore_unknown {
         return Err(bad(format!(
             "unknown column(s) {} for table {} (columns are: {}); pass --ignore-unknown to skip them",
-            unknown.iter().map(|u| format!("'{u}'")).collect::<Vec<_>>().join(", "),
+            unknown
+                .iter()
+                .map(|u| format!("'{u}'"))
+                .collect::<Vec<_>>()
+                .join(", "),
             def.name,
-            def.columns.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+            def.columns
+                .iter()
+                .map(|c| c.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
-    let mapping: Vec<Option<usize>> =
-        def.columns.iter().map(|c| source.iter().position(|s| s == c.name)).collect();
+    let mapping: Vec<Option<usize>> = def
+        .columns
+        .iter()
+        .map(|c| source.iter().position(|s| s == c.name))
+        .collect();
     let missing: Vec<&str> = def
         .columns
         .iter()
@@ -133,24 +151,27 @@ pub(crate) fn convert(def: &TableDef, raw: RawChunk) -> Result<Converted> {
         };
         // NOT NULL and closed vocabularies.
         if !col.nullable && array.null_count() > 0 {
-            for row in 0..rows {
-                if array.is_null(row) && !bad[row] {
-                    bad[row] = true;
+            for (row, row_bad) in bad.iter_mut().enumerate() {
+                if array.is_null(row) && !*row_bad {
+                    *row_bad = true;
                     errors.push(RowError {
                         file: raw.file.clone(),
                         position: raw.kind.at(raw.positions[row]),
                         column: col.name.to_string(),
                         value: None,
-                        reason: format!("missing value; column is NOT NULL ({})", col.ty.sql_name()),
+                        reason: format!(
+                            "missing value; column is NOT NULL ({})",
+                            col.ty.sql_name()
+                        ),
                     });
                 }
             }
         }
         if let Some(allowed) = col.allowed {
             let strings = array.as_string::<i32>();
-            for row in 0..rows {
+            for (row, row_bad) in bad.iter_mut().enumerate() {
                 if strings.is_valid(row) && !allowed.contains(&strings.value(row)) {
-                    bad[row] = true;
+                    *row_bad = true;
                     errors.push(RowError {
                         file: raw.file.clone(),
                         position: raw.kind.at(raw.positions[row]),
@@ -166,27 +187,54 @@ pub(crate) fn convert(def: &TableDef, raw: RawChunk) -> Result<Converted> {
     let rejected = bad.iter().filter(|b| **b).count();
     if rejected == 0 {
         let batch = RecordBatch::try_new(def.arrow_schema(), columns)?;
-        return Ok(Converted { batch, positions: raw.positions, errors, rejected });
+        return Ok(Converted {
+            batch,
+            positions: raw.positions,
+            errors,
+            rejected,
+        });
     }
     // Bad rows may hold NULLs in NOT NULL columns: filter them out under a
     // nullable schema, then apply the canonical one.
     let schema = def.arrow_schema();
     let nullable = Arc::new(Schema::new(
-        schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
     ));
     let keep = BooleanArray::from(bad.iter().map(|b| !b).collect::<Vec<bool>>());
     let filtered = filter_record_batch(&RecordBatch::try_new(nullable, columns)?, &keep)?;
     let batch = RecordBatch::try_new(schema, filtered.columns().to_vec())?;
-    let positions = raw.positions.iter().zip(&bad).filter(|(_, b)| !**b).map(|(p, _)| *p).collect();
+    let positions = raw
+        .positions
+        .iter()
+        .zip(&bad)
+        .filter(|(_, b)| !**b)
+        .map(|(p, _)| *p)
+        .collect();
     errors.sort_by_key(|e| e.position.number());
-    Ok(Converted { batch, positions, errors, rejected })
+    Ok(Converted {
+        batch,
+        positions,
+        errors,
+        rejected,
+    })
 }
 
 type OnError<'a> = dyn FnMut(usize, Option<String>, String) + 'a;
 
-fn convert_column(col: &ColumnDef, source: &ArrayRef, on_error: &mut OnError<'_>) -> Result<ArrayRef> {
+fn convert_column(
+    col: &ColumnDef,
+    source: &ArrayRef,
+    on_error: &mut OnError<'_>,
+) -> Result<ArrayRef> {
     let target = col.ty.arrow_type();
-    let is_text = matches!(source.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let is_text = matches!(
+        source.data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    );
     if is_text && col.ty != ColumnType::Text {
         let utf8 = cast(source, &DataType::Utf8)?;
         let strings = utf8.as_string::<i32>();
@@ -211,11 +259,23 @@ fn cast_checked(
     col: &ColumnDef,
     on_error: &mut OnError<'_>,
 ) -> Result<ArrayRef> {
-    let out = cast_with_options(input, target, &CastOptions { safe: true, ..Default::default() })
-        .map_err(|e| Error::InputFile {
-            file: String::new(),
-            reason: format!("column {} of type {} cannot be loaded as {}: {e}", col.name, original.data_type(), col.ty.sql_name()),
-        })?;
+    let out = cast_with_options(
+        input,
+        target,
+        &CastOptions {
+            safe: true,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| Error::InputFile {
+        file: String::new(),
+        reason: format!(
+            "column {} of type {} cannot be loaded as {}: {e}",
+            col.name,
+            original.data_type(),
+            col.ty.sql_name()
+        ),
+    })?;
     if out.null_count() > input.null_count() {
         let formatter = ArrayFormatter::try_new(original.as_ref(), &FormatOptions::default())?;
         for row in 0..out.len() {
@@ -223,7 +283,11 @@ fn cast_checked(
                 on_error(
                     row,
                     Some(formatter.value(row).to_string()),
-                    format!("cannot be converted from {} to {}", original.data_type(), col.ty.sql_name()),
+                    format!(
+                        "cannot be converted from {} to {}",
+                        original.data_type(),
+                        col.ty.sql_name()
+                    ),
                 );
             }
         }

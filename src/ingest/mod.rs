@@ -69,7 +69,14 @@ pub struct IngestOptions {
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        IngestOptions { delimiter: b',', header: true, columns: None, ignore_unknown: false, reject_file: None, format: None }
+        IngestOptions {
+            delimiter: b',',
+            header: true,
+            columns: None,
+            ignore_unknown: false,
+            reject_file: None,
+            format: None,
+        }
     }
 }
 
@@ -194,12 +201,21 @@ pub async fn ingest_files(
 }
 
 /// Load CSV bytes (e.g. from `COPY … FROM STDIN`) into a table as one atomic commit.
-pub async fn ingest_bytes(store: &Store, table: &str, data: &[u8], opts: &IngestOptions) -> Result<LoadReport> {
+pub async fn ingest_bytes(
+    store: &Store,
+    table: &str,
+    data: &[u8],
+    opts: &IngestOptions,
+) -> Result<LoadReport> {
     let def = schema::table(table).ok_or_else(|| Error::UnknownTable(table.to_string()))?;
     let mut collector = Collector::new(def);
     match opts.format.unwrap_or(Format::Csv) {
-        Format::Csv => read::read_csv(data, "STDIN", def, opts, &mut |c| collector.add(c), &|_| {})?,
-        Format::Jsonl => read::read_jsonl(data, "STDIN", def, opts, &mut |c| collector.add(c), &|_| {})?,
+        Format::Csv => {
+            read::read_csv(data, "STDIN", def, opts, &mut |c| collector.add(c), &|_| {})?
+        }
+        Format::Jsonl => {
+            read::read_jsonl(data, "STDIN", def, opts, &mut |c| collector.add(c), &|_| {})?
+        }
         Format::Parquet => return Err(Error::Usage("Parquet input must come from a file".into())),
     }
     collector.finish(store, opts).await
@@ -242,7 +258,14 @@ struct Collector {
 
 impl Collector {
     fn new(def: &'static TableDef) -> Self {
-        Collector { def, batches: Vec::new(), errors: Vec::new(), rejected_rows: 0, rows_read: 0, keys: HashMap::new() }
+        Collector {
+            def,
+            batches: Vec::new(),
+            errors: Vec::new(),
+            rejected_rows: 0,
+            rows_read: 0,
+            keys: HashMap::new(),
+        }
     }
 
     fn add(&mut self, raw: RawChunk) -> Result<()> {
@@ -260,17 +283,34 @@ impl Collector {
     }
 
     /// Reject rows whose key already appeared in this load.
-    fn check_keys(&mut self, batch: RecordBatch, positions: &[u64], file: &Arc<str>, kind: convert::PositionKind) -> Result<RecordBatch> {
+    fn check_keys(
+        &mut self,
+        batch: RecordBatch,
+        positions: &[u64],
+        file: &Arc<str>,
+        kind: convert::PositionKind,
+    ) -> Result<RecordBatch> {
         let key_values: Vec<Vec<i64>> = self
             .def
             .key
             .iter()
             .map(|k| {
-                let col = batch.column_by_name(k).ok_or_else(|| Error::Usage(format!("key column {k} missing")))?;
+                let col = batch
+                    .column_by_name(k)
+                    .ok_or_else(|| Error::Usage(format!("key column {k} missing")))?;
                 Ok(match col.data_type() {
                     DataType::Int64 => col.as_primitive::<Int64Type>().values().to_vec(),
-                    DataType::Int32 => col.as_primitive::<Int32Type>().values().iter().map(|v| i64::from(*v)).collect(),
-                    other => return Err(Error::Usage(format!("key column {k} has unsupported type {other}"))),
+                    DataType::Int32 => col
+                        .as_primitive::<Int32Type>()
+                        .values()
+                        .iter()
+                        .map(|v| i64::from(*v))
+                        .collect(),
+                    other => {
+                        return Err(Error::Usage(format!(
+                            "key column {k} has unsupported type {other}"
+                        )));
+                    }
                 })
             })
             .collect::<Result<_>>()?;
@@ -294,7 +334,9 @@ impl Collector {
                         position: here,
                         column: self.def.key.join(", "),
                         value: Some(key_text),
-                        reason: format!("duplicate key within this load (first at {first_file} {first_pos})"),
+                        reason: format!(
+                            "duplicate key within this load (first at {first_file} {first_pos})"
+                        ),
                     });
                     self.rejected_rows += 1;
                     keep.push(false);
@@ -306,11 +348,22 @@ impl Collector {
                 }
             }
         }
-        if dropped { Ok(filter_record_batch(&batch, &BooleanArray::from(keep))?) } else { Ok(batch) }
+        if dropped {
+            Ok(filter_record_batch(&batch, &BooleanArray::from(keep))?)
+        } else {
+            Ok(batch)
+        }
     }
 
     async fn finish(self, store: &Store, opts: &IngestOptions) -> Result<LoadReport> {
-        let Collector { def, batches, mut errors, rejected_rows, rows_read, .. } = self;
+        let Collector {
+            def,
+            batches,
+            mut errors,
+            rejected_rows,
+            rows_read,
+            ..
+        } = self;
         if !errors.is_empty() {
             match &opts.reject_file {
                 None => {
@@ -321,7 +374,12 @@ impl Collector {
                 Some(path) => write_rejects(path, &errors)?,
             }
         }
-        let mut report = LoadReport { table: def.name.to_string(), rows_read, rejected: rejected_rows, ..Default::default() };
+        let mut report = LoadReport {
+            table: def.name.to_string(),
+            rows_read,
+            rejected: rejected_rows,
+            ..Default::default()
+        };
         let incoming: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         if incoming == 0 {
             return Ok(report);
@@ -343,13 +401,23 @@ impl Collector {
                     (table.version(), n, 0)
                 }
             }
-            KeyPolicy::UpsertNewer { version_column } => upsert(def, table, batches, version_column).await?,
+            KeyPolicy::UpsertNewer { version_column } => {
+                upsert(def, table, batches, version_column).await?
+            }
         };
         report.inserted = inserted;
         report.updated = updated;
         report.duplicates = incoming - inserted - updated;
         report.version = version;
-        info!(table = def.name, rows_read, inserted, updated, duplicates = report.duplicates, rejected = rejected_rows, "load committed");
+        info!(
+            table = def.name,
+            rows_read,
+            inserted,
+            updated,
+            duplicates = report.duplicates,
+            rejected = rejected_rows,
+            "load committed"
+        );
         Ok(report)
     }
 }
@@ -376,7 +444,12 @@ async fn without_stored_keys(
     let mem = MemTable::try_new(def.arrow_schema(), vec![batches])?;
     ctx.register_table("incoming", Arc::new(mem))?;
     ctx.register_table("stored", table.table_provider().await?)?;
-    let on = def.key.iter().map(|k| format!("i.\"{k}\" = s.\"{k}\"")).collect::<Vec<_>>().join(" AND ");
+    let on = def
+        .key
+        .iter()
+        .map(|k| format!("i.\"{k}\" = s.\"{k}\""))
+        .collect::<Vec<_>>()
+        .join(" AND ");
     let sql = format!("SELECT i.* FROM incoming i LEFT ANTI JOIN stored s ON {on}");
     Ok(ctx.sql(&sql).await?.collect().await?)
 }
@@ -390,7 +463,12 @@ async fn upsert(
 ) -> Result<(Option<u64>, u64, u64)> {
     let ctx = SessionContext::new();
     let source = ctx.read_batches(batches)?;
-    let on = def.key.iter().map(|k| format!("target.\"{k}\" = source.\"{k}\"")).collect::<Vec<_>>().join(" AND ");
+    let on = def
+        .key
+        .iter()
+        .map(|k| format!("target.\"{k}\" = source.\"{k}\""))
+        .collect::<Vec<_>>()
+        .join(" AND ");
     let columns: Vec<&str> = def.columns.iter().map(|c| c.name).collect();
     let (table, metrics) = table
         .merge(source, on)
@@ -398,7 +476,9 @@ async fn upsert(
         .with_target_alias("target")
         .with_writer_properties(writer_properties())
         .when_matched_update(|mut u| {
-            u = u.predicate(format!("source.\"{version_column}\" > target.\"{version_column}\""));
+            u = u.predicate(format!(
+                "source.\"{version_column}\" > target.\"{version_column}\""
+            ));
             for c in &columns {
                 u = u.update(format!("\"{c}\""), format!("source.\"{c}\""));
             }
@@ -413,17 +493,34 @@ async fn upsert(
         .await?;
     let inserted = metrics.num_target_rows_inserted as u64;
     let updated = metrics.num_target_rows_updated as u64;
-    let version = if inserted + updated > 0 { table.version() } else { None };
+    let version = if inserted + updated > 0 {
+        table.version()
+    } else {
+        None
+    };
     Ok((version, inserted, updated))
 }
 
 fn write_rejects(path: &Path, errors: &[RowError]) -> Result<()> {
-    let mut w = csv::Writer::from_path(path).map_err(|e| Error::InputFile { file: path.display().to_string(), reason: e.to_string() })?;
-    let io = |e: csv::Error| Error::InputFile { file: path.display().to_string(), reason: e.to_string() };
-    w.write_record(["file", "position", "column", "value", "error"]).map_err(io)?;
+    let mut w = csv::Writer::from_path(path).map_err(|e| Error::InputFile {
+        file: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let io = |e: csv::Error| Error::InputFile {
+        file: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    w.write_record(["file", "position", "column", "value", "error"])
+        .map_err(io)?;
     for e in errors {
-        w.write_record([e.file.as_ref(), &e.position.to_string(), &e.column, e.value.as_deref().unwrap_or(""), &e.reason])
-            .map_err(io)?;
+        w.write_record([
+            e.file.as_ref(),
+            &e.position.to_string(),
+            &e.column,
+            e.value.as_deref().unwrap_or(""),
+            &e.reason,
+        ])
+        .map_err(io)?;
     }
     w.flush().map_err(|e| Error::io(path, e))?;
     Ok(())

@@ -58,7 +58,9 @@ pub fn parse_money(s: &str) -> Result<i128, String> {
     }
     let int_trimmed = int_part.trim_start_matches('0');
     if int_trimmed.len() > 16 {
-        return Err("out of range for numeric(18,2) (more than 16 digits before the decimal point)".into());
+        return Err(
+            "out of range for numeric(18,2) (more than 16 digits before the decimal point)".into(),
+        );
     }
     let (kept, extra) = frac_part.split_at(frac_part.len().min(2));
     if extra.bytes().any(|b| b != b'0') {
@@ -117,7 +119,9 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
             .or_else(|_| NaiveDateTime::parse_from_str(&normalized, "%Y-%m-%d %H:%M"))
             .ok()
             .or_else(|| {
-                NaiveDate::parse_from_str(t, "%Y-%m-%d").ok().map(|d| d.and_time(NaiveTime::MIN))
+                NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                    .ok()
+                    .map(|d| d.and_time(NaiveTime::MIN))
             });
         naive.map(|n| n.and_utc().timestamp_micros())
     };
@@ -139,24 +143,43 @@ mod tests {
         assert_eq!(parse_money("+7."), Ok(700));
         assert_eq!(parse_money(".5"), Ok(50));
         assert_eq!(parse_money(" 1.500 "), Ok(150));
-        assert_eq!(parse_money("9999999999999999.99"), Ok(999_999_999_999_999_999));
+        assert_eq!(
+            parse_money("9999999999999999.99"),
+            Ok(999_999_999_999_999_999)
+        );
         assert!(parse_money("12.345").unwrap_err().contains("2 decimal"));
-        assert!(parse_money("12.x4").unwrap_err().contains("expected a number"));
+        assert!(
+            parse_money("12.x4")
+                .unwrap_err()
+                .contains("expected a number")
+        );
         assert!(parse_money("1e5").is_err());
         assert!(parse_money("").is_err());
         assert!(parse_money(".").is_err());
         assert!(parse_money("-").is_err());
         assert!(parse_money("1,000.00").is_err());
-        assert!(parse_money("12345678901234567").unwrap_err().contains("out of range"));
+        assert!(
+            parse_money("12345678901234567")
+                .unwrap_err()
+                .contains("out of range")
+        );
     }
 
     #[test]
     fn integers() {
         assert_eq!(parse_i64(" 42 "), Ok(42));
         assert_eq!(parse_i64("-9223372036854775808"), Ok(i64::MIN));
-        assert!(parse_i64("9223372036854775808").unwrap_err().contains("out of range"));
+        assert!(
+            parse_i64("9223372036854775808")
+                .unwrap_err()
+                .contains("out of range")
+        );
         assert!(parse_i64("4.0").unwrap_err().contains("integer"));
-        assert!(parse_i32("3000000000").unwrap_err().contains("out of range"));
+        assert!(
+            parse_i32("3000000000")
+                .unwrap_err()
+                .contains("out of range")
+        );
     }
 
     #[test]

@@ -33,13 +33,20 @@ pub(crate) fn detect_format(path: &Path, explicit: Option<Format>) -> Result<For
     } else {
         Err(Error::InputFile {
             file: path.display().to_string(),
-            reason: "cannot tell the format from the extension (.csv, .jsonl, .parquet); pass --format".into(),
+            reason:
+                "cannot tell the format from the extension (.csv, .jsonl, .parquet); pass --format"
+                    .into(),
         })
     }
 }
 
 fn text_schema(names: &[String]) -> Arc<Schema> {
-    Arc::new(Schema::new(names.iter().map(|n| Field::new(n, DataType::Utf8, true)).collect::<Vec<_>>()))
+    Arc::new(Schema::new(
+        names
+            .iter()
+            .map(|n| Field::new(n, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// Read CSV with a header row. `on_chunk` receives each chunk; `on_bytes` the bytes consumed.
@@ -58,7 +65,10 @@ pub(crate) fn read_csv<R: Read>(
         .flexible(true)
         .from_reader(input);
     let names = if opts.header {
-        let headers = reader.byte_headers().map_err(|e| csv_error(file, e))?.clone();
+        let headers = reader
+            .byte_headers()
+            .map_err(|e| csv_error(file, e))?
+            .clone();
         headers
             .iter()
             .enumerate()
@@ -78,12 +88,19 @@ pub(crate) fn read_csv<R: Read>(
         }
     };
     if names.is_empty() || (names.len() == 1 && names[0].is_empty()) {
-        return Err(Error::InputFile { file: file.into(), reason: "empty file: expected a header row".into() });
+        return Err(Error::InputFile {
+            file: file.into(),
+            reason: "empty file: expected a header row".into(),
+        });
     }
     let mapping = Arc::new(map_columns(def, &names, opts.ignore_unknown, file)?);
     let schema = text_schema(&names);
     let width = names.len();
-    let new_builders = || (0..width).map(|_| StringBuilder::with_capacity(CHUNK_ROWS, CHUNK_ROWS * 8)).collect::<Vec<_>>();
+    let new_builders = || {
+        (0..width)
+            .map(|_| StringBuilder::with_capacity(CHUNK_ROWS, CHUNK_ROWS * 8))
+            .collect::<Vec<_>>()
+    };
     let mut builders = new_builders();
     let mut positions = Vec::with_capacity(CHUNK_ROWS);
     let mut bad = Vec::with_capacity(CHUNK_ROWS);
@@ -96,7 +113,10 @@ pub(crate) fn read_csv<R: Read>(
                      bad: &mut Vec<bool>,
                      errors: &mut Vec<RowError>|
      -> Result<()> {
-        let columns: Vec<ArrayRef> = builders.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
+        let columns: Vec<ArrayRef> = builders
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .collect();
         let batch = RecordBatch::try_new(schema.clone(), columns)?;
         on_chunk(RawChunk {
             batch,
@@ -110,7 +130,9 @@ pub(crate) fn read_csv<R: Read>(
     };
 
     loop {
-        let more = reader.read_byte_record(&mut record).map_err(|e| csv_error(file, e))?;
+        let more = reader
+            .read_byte_record(&mut record)
+            .map_err(|e| csv_error(file, e))?;
         if !more {
             break;
         }
@@ -126,7 +148,10 @@ pub(crate) fn read_csv<R: Read>(
                 position: PositionKind::Line.at(line),
                 column: "(record)".into(),
                 value: None,
-                reason: format!("expected {width} fields as in the header, found {}", record.len()),
+                reason: format!(
+                    "expected {width} fields as in the header, found {}",
+                    record.len()
+                ),
             });
         }
         for (i, b) in builders.iter_mut().enumerate() {
@@ -165,12 +190,18 @@ pub(crate) fn read_csv<R: Read>(
 }
 
 fn csv_error(file: &str, e: csv::Error) -> Error {
-    let place = e.position().map(|p| format!(" at line {}", p.line())).unwrap_or_default();
+    let place = e
+        .position()
+        .map(|p| format!(" at line {}", p.line()))
+        .unwrap_or_default();
     let reason = match e.kind() {
         csv::ErrorKind::Io(io) => format!("read error{place}: {io}"),
         _ => format!("malformed CSV{place}: {e}"),
     };
-    Error::InputFile { file: file.into(), reason }
+    Error::InputFile {
+        file: file.into(),
+        reason,
+    }
 }
 
 /// Read JSON lines: one object per line, keys are column names.
@@ -196,7 +227,12 @@ pub(crate) fn read_jsonl<R: Read>(
     let mut text = String::new();
     loop {
         line_buf.clear();
-        let n = reader.read_until(b'\n', &mut line_buf).map_err(|e| Error::InputFile { file: file.into(), reason: format!("read error: {e}") })?;
+        let n = reader
+            .read_until(b'\n', &mut line_buf)
+            .map_err(|e| Error::InputFile {
+                file: file.into(),
+                reason: format!("read error: {e}"),
+            })?;
         if n == 0 {
             break;
         }
@@ -222,7 +258,8 @@ pub(crate) fn read_jsonl<R: Read>(
             continue;
         }
         let mut row_bad = false;
-        let object = match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(line) {
+        let object = match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(line)
+        {
             Ok(o) => o,
             Err(e) => {
                 row_bad = true;
@@ -248,7 +285,9 @@ pub(crate) fn read_jsonl<R: Read>(
                 None | Some(serde_json::Value::Null) => b.append_null(),
                 Some(serde_json::Value::String(s)) if s.is_empty() => b.append_null(),
                 Some(serde_json::Value::String(s)) => b.append_value(s),
-                Some(serde_json::Value::Bool(v)) => b.append_value(if *v { "true" } else { "false" }),
+                Some(serde_json::Value::Bool(v)) => {
+                    b.append_value(if *v { "true" } else { "false" })
+                }
                 Some(serde_json::Value::Number(v)) => {
                     text.clear();
                     use std::fmt::Write;
@@ -257,7 +296,11 @@ pub(crate) fn read_jsonl<R: Read>(
                 }
                 Some(other) => {
                     row_bad = true;
-                    errors.push(err(name, Some(other.to_string()), "expected a scalar value, not an array or object".into()));
+                    errors.push(err(
+                        name,
+                        Some(other.to_string()),
+                        "expected a scalar value, not an array or object".into(),
+                    ));
                     b.append_null();
                 }
             }
@@ -265,7 +308,10 @@ pub(crate) fn read_jsonl<R: Read>(
         positions.push(line_no);
         bad.push(row_bad);
         if positions.len() >= CHUNK_ROWS {
-            let columns: Vec<ArrayRef> = builders.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
+            let columns: Vec<ArrayRef> = builders
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef)
+                .collect();
             on_chunk(RawChunk {
                 batch: RecordBatch::try_new(schema.clone(), columns)?,
                 mapping: mapping.clone(),
@@ -278,7 +324,10 @@ pub(crate) fn read_jsonl<R: Read>(
         }
     }
     if !positions.is_empty() || !errors.is_empty() {
-        let columns: Vec<ArrayRef> = builders.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
+        let columns: Vec<ArrayRef> = builders
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .collect();
         on_chunk(RawChunk {
             batch: RecordBatch::try_new(schema, columns)?,
             mapping,
@@ -304,20 +353,34 @@ pub(crate) fn read_parquet(
     let file_name: Arc<str> = Arc::from(file.as_str());
     let handle = File::open(path).map_err(|e| Error::io(path, e))?;
     let size = handle.metadata().map(|m| m.len()).unwrap_or(0);
-    let builder = ParquetRecordBatchReaderBuilder::try_new(handle)
-        .map_err(|e| Error::InputFile { file: file.clone(), reason: format!("not a readable Parquet file: {e}") })?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(handle).map_err(|e| Error::InputFile {
+            file: file.clone(),
+            reason: format!("not a readable Parquet file: {e}"),
+        })?;
     let total_rows = builder.metadata().file_metadata().num_rows().max(1) as u64;
-    let names: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let names: Vec<String> = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let mapping = Arc::new(map_columns(def, &names, opts.ignore_unknown, &file)?);
     let reader = builder
         .with_batch_size(CHUNK_ROWS)
         .build()
-        .map_err(|e| Error::InputFile { file: file.clone(), reason: format!("not a readable Parquet file: {e}") })?;
+        .map_err(|e| Error::InputFile {
+            file: file.clone(),
+            reason: format!("not a readable Parquet file: {e}"),
+        })?;
     let mut next_row = 1u64;
     for batch in reader {
         let batch = batch.map_err(|e| Error::InputFile {
             file: file.clone(),
-            reason: format!("corrupt or truncated Parquet data after row {}: {e}", next_row - 1),
+            reason: format!(
+                "corrupt or truncated Parquet data after row {}: {e}",
+                next_row - 1
+            ),
         })?;
         let n = batch.num_rows() as u64;
         let positions: Vec<u64> = (next_row..next_row + n).collect();

@@ -63,9 +63,12 @@ impl Store {
             std::fs::write(&marker, format!("crmdb store format {FORMAT_VERSION}\n"))
                 .map_err(|e| Error::io(&marker, e))?;
             let config = root.join(crate::config::Config::FILE_NAME);
-            std::fs::write(&config, crate::config::DEFAULT_CONFIG_TOML).map_err(|e| Error::io(&config, e))?;
+            std::fs::write(&config, crate::config::DEFAULT_CONFIG_TOML)
+                .map_err(|e| Error::io(&config, e))?;
         }
-        let store = Store { root: Arc::new(root) };
+        let store = Store {
+            root: Arc::new(root),
+        };
         for def in TABLES {
             store.create_table_if_missing(def).await?;
         }
@@ -78,11 +81,16 @@ impl Store {
         let marker = root.join(MARKER);
         if !marker.is_file() {
             let reason = if root.exists() {
-                format!("not a crmdb data directory (no {MARKER} file); run `crmdb init` to create one")
+                format!(
+                    "not a crmdb data directory (no {MARKER} file); run `crmdb init` to create one"
+                )
             } else {
                 "no such data directory; run `crmdb init` to create it (or pass --data DIR)".into()
             };
-            return Err(Error::Store { path: root.to_path_buf(), reason });
+            return Err(Error::Store {
+                path: root.to_path_buf(),
+                reason,
+            });
         }
         let text = std::fs::read_to_string(&marker).map_err(|e| Error::io(&marker, e))?;
         let version = text
@@ -90,15 +98,22 @@ impl Store {
             .rsplit(' ')
             .next()
             .and_then(|v| v.parse::<u32>().ok())
-            .ok_or_else(|| Error::Store { path: marker.clone(), reason: format!("unreadable marker file: {text:?}") })?;
+            .ok_or_else(|| Error::Store {
+                path: marker.clone(),
+                reason: format!("unreadable marker file: {text:?}"),
+            })?;
         if version > FORMAT_VERSION {
             return Err(Error::Store {
                 path: root.to_path_buf(),
-                reason: format!("store format {version} is newer than this crmdb supports ({FORMAT_VERSION}); upgrade crmdb"),
+                reason: format!(
+                    "store format {version} is newer than this crmdb supports ({FORMAT_VERSION}); upgrade crmdb"
+                ),
             });
         }
         let root = root.canonicalize().map_err(|e| Error::io(root, e))?;
-        let store = Store { root: Arc::new(root) };
+        let store = Store {
+            root: Arc::new(root),
+        };
         store.check_all().await?;
         Ok(store)
     }
@@ -111,8 +126,10 @@ impl Store {
     /// `file://` URL of a table.
     pub fn table_url(&self, name: &str) -> Result<Url> {
         let path = self.table_path(name);
-        Url::from_directory_path(&path)
-            .map_err(|()| Error::Store { path, reason: "cannot be expressed as a file URL".into() })
+        Url::from_directory_path(&path).map_err(|()| Error::Store {
+            path,
+            reason: "cannot be expressed as a file URL".into(),
+        })
     }
 
     /// Load the latest version of a canonical table.
@@ -170,7 +187,10 @@ impl Store {
         if !path.join("_delta_log").is_dir() {
             return Err(Error::Store {
                 path,
-                reason: format!("table {} is missing; run `crmdb init` to create it", def.name),
+                reason: format!(
+                    "table {} is missing; run `crmdb init` to create it",
+                    def.name
+                ),
             });
         }
         let table = self.table(def.name).await?;
@@ -180,7 +200,11 @@ impl Store {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(Error::SchemaMismatch { table: def.name.into(), path, problems })
+            Err(Error::SchemaMismatch {
+                table: def.name.into(),
+                path,
+                problems,
+            })
         }
     }
 }
@@ -196,7 +220,11 @@ pub fn schema_problems(def: &TableDef, stored: &Schema) -> Vec<String> {
     let mut problems = Vec::new();
     for col in def.columns {
         match stored.field_with_name(col.name) {
-            Err(_) => problems.push(format!("column {} ({}) is missing", col.name, col.ty.sql_name())),
+            Err(_) => problems.push(format!(
+                "column {} ({}) is missing",
+                col.name,
+                col.ty.sql_name()
+            )),
             Ok(field) => {
                 if !same_type(field.data_type(), &col.ty.arrow_type()) {
                     problems.push(format!(
@@ -211,7 +239,11 @@ pub fn schema_problems(def: &TableDef, stored: &Schema) -> Vec<String> {
                     problems.push(format!(
                         "column {} is {} but must be {}",
                         col.name,
-                        if field.is_nullable() { "nullable" } else { "NOT NULL" },
+                        if field.is_nullable() {
+                            "nullable"
+                        } else {
+                            "NOT NULL"
+                        },
                         if col.nullable { "nullable" } else { "NOT NULL" }
                     ));
                 }
@@ -220,7 +252,11 @@ pub fn schema_problems(def: &TableDef, stored: &Schema) -> Vec<String> {
     }
     for field in stored.fields() {
         if def.column(field.name()).is_none() && !field.is_nullable() {
-            problems.push(format!("unexpected NOT NULL column {} ({})", field.name(), field.data_type()));
+            problems.push(format!(
+                "unexpected NOT NULL column {} ({})",
+                field.name(),
+                field.data_type()
+            ));
         }
     }
     problems
@@ -267,7 +303,12 @@ mod tests {
     #[test]
     fn schema_problems_name_the_column_and_the_difference() {
         let def = schema::ORDERS;
-        let mut fields: Vec<Field> = def.arrow_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<Field> = def
+            .arrow_schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         fields[5] = Field::new("amount", DataType::Float64, false); // wrong type
         fields[1] = Field::new("customer_id", DataType::Int64, true); // wrong nullability
         fields.remove(8); // status missing
@@ -276,7 +317,8 @@ mod tests {
             problems,
             vec![
                 "column customer_id is nullable but must be NOT NULL".to_string(),
-                "column amount has type Float64 but must be Decimal128(18, 2) (numeric(18,2))".to_string(),
+                "column amount has type Float64 but must be Decimal128(18, 2) (numeric(18,2))"
+                    .to_string(),
                 "column status (text) is missing".to_string(),
             ]
         );

@@ -122,7 +122,13 @@ impl TableDef {
 }
 
 const fn col(name: &'static str, ty: ColumnType, nullable: bool, doc: &'static str) -> ColumnDef {
-    ColumnDef { name, ty, nullable, allowed: None, doc }
+    ColumnDef {
+        name,
+        ty,
+        nullable,
+        allowed: None,
+        doc,
+    }
 }
 
 const fn enum_col(
@@ -131,7 +137,13 @@ const fn enum_col(
     allowed: &'static [&'static str],
     doc: &'static str,
 ) -> ColumnDef {
-    ColumnDef { name, ty: ColumnType::Text, nullable, allowed: Some(allowed), doc }
+    ColumnDef {
+        name,
+        ty: ColumnType::Text,
+        nullable,
+        allowed: Some(allowed),
+        doc,
+    }
 }
 
 use ColumnType::*;
@@ -140,8 +152,18 @@ use ColumnType::*;
 pub const ORDER_STATUSES: &[&str] = &["completed", "returned", "cancelled"];
 /// Allowed values of `interactions.kind`.
 pub const INTERACTION_KINDS: &[&str] = &[
-    "view", "click", "add_to_cart", "share", "referral", "review", "consult", "complaint", "survey",
-    "email_open", "app_open", "visit",
+    "view",
+    "click",
+    "add_to_cart",
+    "share",
+    "referral",
+    "review",
+    "consult",
+    "complaint",
+    "survey",
+    "email_open",
+    "app_open",
+    "visit",
 ];
 /// Allowed values of `customers.gender`.
 pub const GENDERS: &[&str] = &["F", "M", "X", "U"];
@@ -159,14 +181,41 @@ pub const CUSTOMERS: TableDef = TableDef {
         enum_col("gender", true, GENDERS, "F, M, X or U (unknown)"),
         col("birth_date", Date, true, "date of birth (personal data)"),
         col("city", Text, true, "city of residence"),
-        col("signup_at", Timestamp, false, "when the customer registered (UTC)"),
-        col("signup_channel", Text, true, "channel of registration (web, app, store, ...)"),
-        enum_col("member_tier", true, MEMBER_TIERS, "loyalty tier as recorded by the source system"),
-        col("marketing_consent", Boolean, false, "whether marketing contact is allowed"),
-        col("updated_at", Timestamp, false, "last change in the source system (UTC); newer rows win"),
+        col(
+            "signup_at",
+            Timestamp,
+            false,
+            "when the customer registered (UTC)",
+        ),
+        col(
+            "signup_channel",
+            Text,
+            true,
+            "channel of registration (web, app, store, ...)",
+        ),
+        enum_col(
+            "member_tier",
+            true,
+            MEMBER_TIERS,
+            "loyalty tier as recorded by the source system",
+        ),
+        col(
+            "marketing_consent",
+            Boolean,
+            false,
+            "whether marketing contact is allowed",
+        ),
+        col(
+            "updated_at",
+            Timestamp,
+            false,
+            "last change in the source system (UTC); newer rows win",
+        ),
     ],
     key: &["customer_id"],
-    key_policy: KeyPolicy::UpsertNewer { version_column: "updated_at" },
+    key_policy: KeyPolicy::UpsertNewer {
+        version_column: "updated_at",
+    },
     doc: "one row per customer (personal data masked for the viewer role)",
 };
 
@@ -176,13 +225,33 @@ pub const ORDERS: TableDef = TableDef {
     columns: &[
         col("order_id", Int64, false, "order key"),
         col("customer_id", Int64, false, "customer who placed the order"),
-        col("order_ts", Timestamp, false, "when the order was placed (UTC)"),
-        col("channel", Text, true, "sales channel (web, app, store, marketplace, ...)"),
+        col(
+            "order_ts",
+            Timestamp,
+            false,
+            "when the order was placed (UTC)",
+        ),
+        col(
+            "channel",
+            Text,
+            true,
+            "sales channel (web, app, store, marketplace, ...)",
+        ),
         col("store_id", Text, true, "store or shop identifier"),
         col("amount", Money, false, "order value after discount"),
         col("discount", Money, true, "discount granted"),
-        col("promotion_id", Int64, true, "promotion redeemed with the order"),
-        enum_col("status", false, ORDER_STATUSES, "completed, returned or cancelled"),
+        col(
+            "promotion_id",
+            Int64,
+            true,
+            "promotion redeemed with the order",
+        ),
+        enum_col(
+            "status",
+            false,
+            ORDER_STATUSES,
+            "completed, returned or cancelled",
+        ),
     ],
     key: &["order_id"],
     key_policy: KeyPolicy::Append,
@@ -212,10 +281,30 @@ pub const INTERACTIONS: TableDef = TableDef {
         col("interaction_id", Int64, false, "interaction key"),
         col("customer_id", Int64, false, "customer"),
         col("ts", Timestamp, false, "when it happened (UTC)"),
-        col("channel", Text, true, "web, app, email, store, social, call_center, ..."),
-        enum_col("kind", false, INTERACTION_KINDS, "view, click, add_to_cart, share, referral, review, consult, complaint, survey, ..."),
-        col("ref", Text, true, "what it refers to (sku, campaign, referred customer, ...)"),
-        col("value", Float64, true, "a score or amount; 0-10 for surveys (NPS)"),
+        col(
+            "channel",
+            Text,
+            true,
+            "web, app, email, store, social, call_center, ...",
+        ),
+        enum_col(
+            "kind",
+            false,
+            INTERACTION_KINDS,
+            "view, click, add_to_cart, share, referral, review, consult, complaint, survey, ...",
+        ),
+        col(
+            "ref",
+            Text,
+            true,
+            "what it refers to (sku, campaign, referred customer, ...)",
+        ),
+        col(
+            "value",
+            Float64,
+            true,
+            "a score or amount; 0-10 for surveys (NPS)",
+        ),
     ],
     key: &["interaction_id"],
     key_policy: KeyPolicy::Append,
@@ -228,12 +317,27 @@ pub const PROMOTIONS: TableDef = TableDef {
     columns: &[
         col("promotion_id", Int64, false, "promotion key"),
         col("name", Text, false, "display name"),
-        col("kind", Text, true, "coupon, discount, bundle, free_shipping, points, ..."),
-        col("channel", Text, true, "channel the promotion was sent through"),
+        col(
+            "kind",
+            Text,
+            true,
+            "coupon, discount, bundle, free_shipping, points, ...",
+        ),
+        col(
+            "channel",
+            Text,
+            true,
+            "channel the promotion was sent through",
+        ),
         col("start_ts", Timestamp, false, "start (UTC)"),
         col("end_ts", Timestamp, false, "end (UTC)"),
         col("cost", Money, true, "total cost of running the promotion"),
-        col("target_segment", Text, true, "segment the promotion was aimed at"),
+        col(
+            "target_segment",
+            Text,
+            true,
+            "segment the promotion was aimed at",
+        ),
     ],
     key: &["promotion_id"],
     key_policy: KeyPolicy::Append,
@@ -246,9 +350,19 @@ pub const PROMOTION_EXPOSURES: TableDef = TableDef {
     columns: &[
         col("promotion_id", Int64, false, "promotion"),
         col("customer_id", Int64, false, "customer"),
-        col("exposed_at", Timestamp, false, "when the customer was exposed (or would have been, for the control group)"),
+        col(
+            "exposed_at",
+            Timestamp,
+            false,
+            "when the customer was exposed (or would have been, for the control group)",
+        ),
         col("channel", Text, true, "channel of the exposure"),
-        col("is_control", Boolean, false, "true for the random hold-out group used to measure uplift"),
+        col(
+            "is_control",
+            Boolean,
+            false,
+            "true for the random hold-out group used to measure uplift",
+        ),
     ],
     key: &["promotion_id", "customer_id"],
     key_policy: KeyPolicy::Append,
@@ -256,8 +370,14 @@ pub const PROMOTION_EXPOSURES: TableDef = TableDef {
 };
 
 /// Every canonical table, in load order (parents before children).
-pub const TABLES: &[TableDef] =
-    &[CUSTOMERS, ORDERS, ORDER_ITEMS, INTERACTIONS, PROMOTIONS, PROMOTION_EXPOSURES];
+pub const TABLES: &[TableDef] = &[
+    CUSTOMERS,
+    ORDERS,
+    ORDER_ITEMS,
+    INTERACTIONS,
+    PROMOTIONS,
+    PROMOTION_EXPOSURES,
+];
 
 /// Look up a canonical table by name.
 pub fn table(name: &str) -> Option<&'static TableDef> {

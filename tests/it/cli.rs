@@ -21,9 +21,26 @@ fn stdout(o: &Output) -> String {
 
 #[test]
 fn demo_counts_the_sample_orders() {
-    let out = crmdb().args(["sql", "--demo", "--format", "csv", "SELECT count(*) AS n FROM orders"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let expected = std::fs::read_to_string(sample("orders.csv")).unwrap().lines().count() - 1;
+    let out = crmdb()
+        .args([
+            "sql",
+            "--demo",
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM orders",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = std::fs::read_to_string(sample("orders.csv"))
+        .unwrap()
+        .lines()
+        .count()
+        - 1;
     assert_eq!(stdout(&out), format!("n\n{expected}\n"));
 }
 
@@ -44,9 +61,18 @@ fn sql_output_formats() {
     let data = dir.path().join("d");
     assert!(run(&data, &["init"]).status.success());
     let q = "SELECT 1 AS a, 'x' AS b";
-    assert_eq!(stdout(&run(&data, &["sql", "--format", "csv", q])), "a,b\n1,x\n");
-    assert_eq!(stdout(&run(&data, &["sql", "--format", "json", q])), "[{\"a\":1,\"b\":\"x\"}]\n");
-    assert_eq!(stdout(&run(&data, &["sql", q])), "+---+---+\n| a | b |\n+---+---+\n| 1 | x |\n+---+---+\n");
+    assert_eq!(
+        stdout(&run(&data, &["sql", "--format", "csv", q])),
+        "a,b\n1,x\n"
+    );
+    assert_eq!(
+        stdout(&run(&data, &["sql", "--format", "json", q])),
+        "[{\"a\":1,\"b\":\"x\"}]\n"
+    );
+    assert_eq!(
+        stdout(&run(&data, &["sql", q])),
+        "+---+---+\n| a | b |\n+---+---+\n| 1 | x |\n+---+---+\n"
+    );
 }
 
 #[test]

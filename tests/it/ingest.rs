@@ -6,12 +6,20 @@ use std::time::Duration;
 
 use crate::cli::run;
 
-const ORDERS_HEADER: &str = "order_id,customer_id,order_ts,channel,store_id,amount,discount,promotion_id,status\n";
+const ORDERS_HEADER: &str =
+    "order_id,customer_id,order_ts,channel,store_id,amount,discount,promotion_id,status\n";
 
 fn orders_csv(ids: std::ops::Range<i64>) -> String {
     let mut s = String::from(ORDERS_HEADER);
     for i in ids {
-        writeln!(s, "{i},{},2025-01-{:02}T10:00:00Z,web,,{}.50,0.00,,completed", i % 100, i % 28 + 1, i % 90 + 10).unwrap();
+        writeln!(
+            s,
+            "{i},{},2025-01-{:02}T10:00:00Z,web,,{}.50,0.00,,completed",
+            i % 100,
+            i % 28 + 1,
+            i % 90 + 10
+        )
+        .unwrap();
     }
     s
 }
@@ -19,14 +27,33 @@ fn orders_csv(ids: std::ops::Range<i64>) -> String {
 fn init(dir: &Path) -> std::path::PathBuf {
     let data = dir.join("data");
     let out = run(&data, &["init"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     data
 }
 
 fn count(data: &Path, table: &str) -> String {
-    let out = run(data, &["sql", "--format", "csv", &format!("SELECT count(*) AS n FROM {table}")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().trim_start_matches("n\n").to_string()
+    let out = run(
+        data,
+        &[
+            "sql",
+            "--format",
+            "csv",
+            &format!("SELECT count(*) AS n FROM {table}"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("n\n")
+        .to_string()
 }
 
 #[test]
@@ -35,10 +62,18 @@ fn a_malformed_amount_names_line_column_and_value_and_loads_nothing() {
     let data = init(dir.path());
     let good = dir.path().join("good.csv");
     std::fs::write(&good, orders_csv(1..4)).unwrap();
-    assert!(run(&data, &["ingest", "orders", good.to_str().unwrap()]).status.success());
+    assert!(
+        run(&data, &["ingest", "orders", good.to_str().unwrap()])
+            .status
+            .success()
+    );
 
     let mut text = orders_csv(10..20);
-    text = text.replacen("16,16,2025-01-17T10:00:00Z,web,,26.50", "16,16,2025-01-17T10:00:00Z,web,,26.x5", 1);
+    text = text.replacen(
+        "16,16,2025-01-17T10:00:00Z,web,,26.50",
+        "16,16,2025-01-17T10:00:00Z,web,,26.x5",
+        1,
+    );
     let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, &text).unwrap();
     let out = run(&data, &["ingest", "orders", bad.to_str().unwrap()]);
@@ -65,7 +100,10 @@ fn malformed_amount_on_line_7() {
     let out = run(&data, &["ingest", "orders", f.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 7, column amount, value \"12.3.4\""), "{err}");
+    assert!(
+        err.contains("line 7, column amount, value \"12.3.4\""),
+        "{err}"
+    );
     assert_eq!(count(&data, "orders"), "0");
 }
 
@@ -95,14 +133,29 @@ fn customers_are_upserted_by_updated_at() {
     std::fs::write(&v1, format!("{header}1,Ann,ann@old.example,2024-01-01T00:00:00Z,true,2024-01-01T00:00:00Z\n2,Bob,bob@example.com,2024-01-01T00:00:00Z,false,2024-06-01T00:00:00Z\n")).unwrap();
     let v2 = dir.path().join("c2.csv");
     std::fs::write(&v2, format!("{header}1,Ann,ann@new.example,2024-01-01T00:00:00Z,true,2025-01-01T00:00:00Z\n2,Bob,bob@stale.example,2024-01-01T00:00:00Z,false,2024-01-01T00:00:00Z\n3,Cy,cy@example.com,2025-01-01T00:00:00Z,true,2025-01-01T00:00:00Z\n")).unwrap();
-    assert!(run(&data, &["ingest", "customers", v1.to_str().unwrap()]).status.success());
+    assert!(
+        run(&data, &["ingest", "customers", v1.to_str().unwrap()])
+            .status
+            .success()
+    );
     let out = run(&data, &["ingest", "customers", v2.to_str().unwrap()]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "customers: 3 rows read, 1 inserted, 1 updated, 1 duplicates skipped, 0 rejected (table version 2)"
     );
-    let q = run(&data, &["sql", "--format", "csv", "SELECT customer_id, email FROM customers ORDER BY customer_id"]);
-    assert_eq!(String::from_utf8_lossy(&q.stdout), "customer_id,email\n1,ann@new.example\n2,bob@example.com\n3,cy@example.com\n");
+    let q = run(
+        &data,
+        &[
+            "sql",
+            "--format",
+            "csv",
+            "SELECT customer_id, email FROM customers ORDER BY customer_id",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&q.stdout),
+        "customer_id,email\n1,ann@new.example\n2,bob@example.com\n3,cy@example.com\n"
+    );
 }
 
 #[test]
@@ -116,8 +169,21 @@ fn reject_file_takes_bad_rows_and_good_rows_commit() {
     let f = dir.path().join("o.csv");
     std::fs::write(&f, text).unwrap();
     let rejects = dir.path().join("rejects.csv");
-    let out = run(&data, &["ingest", "orders", f.to_str().unwrap(), "--reject-file", rejects.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &data,
+        &[
+            "ingest",
+            "orders",
+            f.to_str().unwrap(),
+            "--reject-file",
+            rejects.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "orders: 8 rows read, 5 inserted, 0 updated, 0 duplicates skipped, 3 rejected (table version 1)"
@@ -126,9 +192,19 @@ fn reject_file_takes_bad_rows_and_good_rows_commit() {
     let lines: Vec<&str> = r.lines().collect();
     assert_eq!(lines[0], "file,position,column,value,error");
     assert_eq!(lines.len(), 4, "{r}");
-    assert!(lines[1].contains("line 7,order_ts,2025-02-30T00:00:00Z,\"expected a timestamp (RFC 3339"), "{r}");
-    assert!(lines[2].contains("line 8,status,shipped,\"expected one of completed, returned, cancelled\""), "{r}");
-    assert!(lines[3].contains("line 9,order_id,order_id=3,duplicate key within this load"), "{r}");
+    assert!(
+        lines[1].contains("line 7,order_ts,2025-02-30T00:00:00Z,\"expected a timestamp (RFC 3339"),
+        "{r}"
+    );
+    assert!(
+        lines[2]
+            .contains("line 8,status,shipped,\"expected one of completed, returned, cancelled\""),
+        "{r}"
+    );
+    assert!(
+        lines[3].contains("line 9,order_id,order_id=3,duplicate key within this load"),
+        "{r}"
+    );
     assert_eq!(count(&data, "orders"), "5");
 }
 
@@ -137,14 +213,35 @@ fn unknown_and_missing_columns_are_file_errors() {
     let dir = tempfile::tempdir().unwrap();
     let data = init(dir.path());
     let f = dir.path().join("o.csv");
-    std::fs::write(&f, "order_id,customer_id,order_ts,amount,status,colour\n1,1,2025-01-01,1.00,completed,red\n").unwrap();
+    std::fs::write(
+        &f,
+        "order_id,customer_id,order_ts,amount,status,colour\n1,1,2025-01-01,1.00,completed,red\n",
+    )
+    .unwrap();
     let out = run(&data, &["ingest", "orders", f.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown column(s) 'colour' for table orders"));
-    let out = run(&data, &["ingest", "orders", f.to_str().unwrap(), "--ignore-unknown"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    std::fs::write(&f, "order_id,order_ts,amount,status\n1,2025-01-01,1.00,completed\n").unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("unknown column(s) 'colour' for table orders")
+    );
+    let out = run(
+        &data,
+        &["ingest", "orders", f.to_str().unwrap(), "--ignore-unknown"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(
+        &f,
+        "order_id,order_ts,amount,status\n1,2025-01-01,1.00,completed\n",
+    )
+    .unwrap();
     let out = run(&data, &["ingest", "orders", f.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("required column(s) customer_id of table orders missing"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("required column(s) customer_id of table orders missing")
+    );
     assert_eq!(count(&data, "orders"), "1");
 }
 
@@ -157,17 +254,46 @@ fn json_lines_and_parquet_load_like_csv() {
     let out = run(&data, &["ingest", "orders", j.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 2, column amount, value \"x\""));
     std::fs::write(&j, "{\"order_id\":1,\"customer_id\":7,\"order_ts\":\"2025-01-01T00:00:00Z\",\"amount\":12.5,\"status\":\"completed\"}\n").unwrap();
-    assert!(run(&data, &["ingest", "orders", j.to_str().unwrap()]).status.success());
+    assert!(
+        run(&data, &["ingest", "orders", j.to_str().unwrap()])
+            .status
+            .success()
+    );
     // Round trip through Parquet: export with COPY, load into a second store.
     let pq = dir.path().join("orders.parquet");
-    let out = run(&data, &["sql", &format!("COPY orders TO '{}' STORED AS PARQUET", pq.display())]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &data,
+        &[
+            "sql",
+            &format!("COPY orders TO '{}' STORED AS PARQUET", pq.display()),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let data2 = dir.path().join("data2");
     assert!(run(&data2, &["init"]).status.success());
     let out = run(&data2, &["ingest", "orders", pq.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let q = run(&data2, &["sql", "--format", "csv", "SELECT order_id, amount FROM orders"]);
-    assert_eq!(String::from_utf8_lossy(&q.stdout), "order_id,amount\n1,12.50\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let q = run(
+        &data2,
+        &[
+            "sql",
+            "--format",
+            "csv",
+            "SELECT order_id, amount FROM orders",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&q.stdout),
+        "order_id,amount\n1,12.50\n"
+    );
 }
 
 #[test]
@@ -176,17 +302,33 @@ fn killing_ingest_mid_load_leaves_the_table_as_it_was() {
     let data = init(dir.path());
     let base = dir.path().join("base.csv");
     std::fs::write(&base, orders_csv(0..10)).unwrap();
-    assert!(run(&data, &["ingest", "orders", base.to_str().unwrap()]).status.success());
+    assert!(
+        run(&data, &["ingest", "orders", base.to_str().unwrap()])
+            .status
+            .success()
+    );
     let big = dir.path().join("big.csv");
     std::fs::write(&big, orders_csv(1_000..601_000)).unwrap();
     for delay_ms in [300u64, 900] {
-        let mut child = crate::cli::crmdb().arg("--data").arg(&data).args(["ingest", "orders", big.to_str().unwrap()]).spawn().unwrap();
+        let mut child = crate::cli::crmdb()
+            .arg("--data")
+            .arg(&data)
+            .args(["ingest", "orders", big.to_str().unwrap()])
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         let finished = child.try_wait().unwrap().is_some();
-        assert!(!finished, "the load finished within {delay_ms} ms; make the file larger");
+        assert!(
+            !finished,
+            "the load finished within {delay_ms} ms; make the file larger"
+        );
         child.kill().unwrap();
         child.wait().unwrap();
-        assert_eq!(count(&data, "orders"), "10", "after a kill at {delay_ms} ms");
+        assert_eq!(
+            count(&data, "orders"),
+            "10",
+            "after a kill at {delay_ms} ms"
+        );
     }
     // The store still loads normally afterwards.
     let out = run(&data, &["ingest", "orders", base.to_str().unwrap()]);

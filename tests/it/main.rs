@@ -1,8 +1,10 @@
 //! The one integration-test binary: ingest and CLI behaviour, SQL files run
 //! through the real engine, and the PostgreSQL server with real clients.
 
-mod clients;
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod cli;
+mod clients;
 mod ingest;
 mod server;
 mod slt;

@@ -46,7 +46,11 @@ fn cells(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, SltError> {
                             "NULL".to_string()
                         } else {
                             let v = f.value(row).to_string();
-                            if v.is_empty() { "(empty)".to_string() } else { v }
+                            if v.is_empty() {
+                                "(empty)".to_string()
+                            } else {
+                                v
+                            }
                         }
                     })
                     .collect(),
@@ -62,17 +66,25 @@ impl AsyncDB for EngineDb {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<Self::ColumnType>, Self::Error> {
-        let results = crmdb::shell::execute_all(&self.ctx, sql).await.map_err(|e| SltError(e.to_string()))?;
+        let results = crmdb::shell::execute_all(&self.ctx, sql)
+            .await
+            .map_err(|e| SltError(e.to_string()))?;
         let batches = results.into_iter().last().unwrap_or_default();
         let is_query = {
             let head = sql.trim_start().to_ascii_lowercase();
-            head.starts_with("select") || head.starts_with("with") || head.starts_with("values") || head.starts_with("show")
+            head.starts_with("select")
+                || head.starts_with("with")
+                || head.starts_with("values")
+                || head.starts_with("show")
         };
         if !is_query {
             return Ok(DBOutput::StatementComplete(0));
         }
         let width = batches.first().map_or(0, |b| b.num_columns());
-        Ok(DBOutput::Rows { types: vec![DefaultColumnType::Any; width], rows: cells(&batches)? })
+        Ok(DBOutput::Rows {
+            types: vec![DefaultColumnType::Any; width],
+            rows: cells(&batches)?,
+        })
     }
 
     async fn shutdown(&mut self) {}
@@ -101,7 +113,9 @@ async fn slt_files_pass() {
     for file in &files {
         let dir = tempfile::tempdir().unwrap();
         let store = crmdb::Store::init(&dir.path().join("data")).await.unwrap();
-        let engine = crmdb::Engine::open(store, Arc::new(crmdb::config::Config::default())).await.unwrap();
+        let engine = crmdb::Engine::open(store, Arc::new(crmdb::config::Config::default()))
+            .await
+            .unwrap();
         let ctx = engine.session();
         let mut runner = sqllogictest::Runner::new(move || {
             let ctx = ctx.clone();
@@ -110,7 +124,13 @@ async fn slt_files_pass() {
         if std::env::var_os("CRMDB_SLT_COMPLETE").is_some() {
             let col_sep = " ";
             runner
-                .update_test_file(file, col_sep, sqllogictest::default_validator, sqllogictest::default_normalizer, sqllogictest::default_column_validator)
+                .update_test_file(
+                    file,
+                    col_sep,
+                    sqllogictest::default_validator,
+                    sqllogictest::default_normalizer,
+                    sqllogictest::default_column_validator,
+                )
                 .await
                 .unwrap();
             continue;
@@ -119,5 +139,10 @@ async fn slt_files_pass() {
             failures.push(format!("{}:\n{e}", file.display()));
         }
     }
-    assert!(failures.is_empty(), "{} .slt file(s) failed:\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} .slt file(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
