@@ -20,10 +20,12 @@ use pgwire::messages::startup::SecretKey;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+type CancelMap = HashMap<(i32, Vec<u8>), watch::Sender<u64>>;
+
 /// Cancel signals of live connections, by (pid, secret key).
 #[derive(Debug, Default)]
 pub struct CancelRegistry {
-    map: Mutex<HashMap<(i32, Vec<u8>), watch::Sender<u64>>>,
+    map: Mutex<CancelMap>,
 }
 
 impl CancelRegistry {

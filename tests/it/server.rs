@@ -250,7 +250,7 @@ fn current_user_is_the_logged_in_user() {
 fn roles_limit_what_users_may_do() {
     let file = std::env::temp_dir().join(format!("crmdb-copy-{}.csv", std::process::id()));
     let copy = format!("COPY (SELECT 42) TO '{}'", file.display());
-    for user in ["analyst"] {
+    for user in ["analyst", "viewer"] {
         let e = query_error(user, &copy, "42501");
         assert!(e.contains(&format!("role {user} may not run COPY")), "{e}");
         query_error(user, "DROP TABLE orders", "42501");

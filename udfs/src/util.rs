@@ -224,6 +224,7 @@ pub fn finish(array: ArrayRef, scalar: bool) -> Result<ColumnarValue> {
 
 /// A seeded xorshift generator for the fuzz tests (no extra dependency).
 #[cfg(test)]
+#[allow(clippy::items_after_test_module)]
 pub mod fuzz {
     use super::*;
     use datafusion::arrow::array::{StringArray, TimestampMicrosecondArray};
@@ -290,6 +291,7 @@ pub mod fuzz {
     }
 
     /// Random strings with NULLs, empty strings and non-ASCII text.
+    #[allow(dead_code)]
     pub fn strings(rng: &mut Rng, n: usize) -> ArrayRef {
         const POOL: [&str; 8] = [
             "",

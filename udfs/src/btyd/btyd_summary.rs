@@ -273,15 +273,15 @@ impl Accumulator for OrdersAccumulator {
                 return exec_err!("{func}: argument unit_days must be positive, got {u}");
             }
             same(func, "unit_days", &mut self.unit_days, u)?;
-            if let Some(cal) = &cal {
-                if !cal.is_null(i) {
-                    same(
-                        func,
-                        "calibration_end",
-                        &mut self.cal_day,
-                        cal.value(i).div_euclid(MICROS_PER_DAY),
-                    )?;
-                }
+            if let Some(cal) = &cal
+                && !cal.is_null(i)
+            {
+                same(
+                    func,
+                    "calibration_end",
+                    &mut self.cal_day,
+                    cal.value(i).div_euclid(MICROS_PER_DAY),
+                )?;
             }
             if ts.is_null(i) || ts.value(i) > end_us {
                 continue;

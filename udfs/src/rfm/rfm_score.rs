@@ -177,6 +177,7 @@ mod tests {
         Arc::new(Float64Array::from(v.to_vec()))
     }
 
+    #[allow(clippy::type_complexity)]
     fn parts(
         a: &ArrayRef,
     ) -> (

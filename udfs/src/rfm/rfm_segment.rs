@@ -112,7 +112,9 @@ mod tests {
     fn call(args: Vec<ColumnarValue>, n: usize) -> Result<ColumnarValue> {
         let f = RfmSegmentFunc::new();
         f.invoke_with_args(ScalarFunctionArgs {
-            arg_fields: vec![Arc::new(Field::new("a", DataType::Int64, true)); 3],
+            arg_fields: (0..3)
+                .map(|_| Arc::new(Field::new("a", DataType::Int64, true)))
+                .collect(),
             number_rows: n,
             return_field: Arc::new(Field::new("r", DataType::Utf8, true)),
             config_options: Arc::new(ConfigOptions::default()),

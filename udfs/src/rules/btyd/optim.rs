@@ -161,9 +161,10 @@ fn one_run(
             continue;
         }
         // shrink towards the best
+        let best = pts[0].clone();
         for i in 1..=n {
-            for j in 0..n {
-                pts[i][j] = pts[0][j] + 0.5 * (pts[i][j] - pts[0][j]);
+            for (x, b) in pts[i].iter_mut().zip(&best) {
+                *x = b + 0.5 * (*x - b);
             }
             vals[i] = eval(f, &pts[i]);
             evals += 1;
