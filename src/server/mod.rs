@@ -20,6 +20,7 @@ pub mod functions;
 pub mod hooks;
 pub mod limits;
 pub mod masking;
+pub mod rewrite;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -756,6 +757,8 @@ impl SimpleQueryHandler for Queries {
     {
         let guard = self.limits().start(self.timeout(client));
         let service = self.service().clone();
+        let rewritten = rewrite::rewrite(query);
+        let query = rewritten.as_deref().unwrap_or(query);
         let responses = guard
             .run(SimpleQueryHandler::do_query(
                 service.as_ref(),
@@ -827,6 +830,8 @@ impl QueryParser for Parser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let service = self.state.service.get().unwrap_or(&self.state.locked);
+        let rewritten = rewrite::rewrite(sql);
+        let sql = rewritten.as_deref().unwrap_or(sql);
         service
             .query_parser()
             .parse_sql(client, sql, types)
