@@ -22,6 +22,7 @@ pub mod value;
 
 pub mod reference;
 
+mod groups;
 mod util;
 
 use std::sync::Arc;

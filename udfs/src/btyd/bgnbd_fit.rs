@@ -1,33 +1,33 @@
 //! `bgnbd_fit(frequency, recency, t [, penalizer])` aggregate.
 
-use std::sync::Arc;
-
-use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StructArray};
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
-use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::arrow::datatypes::{DataType, FieldRef};
+use datafusion::common::Result;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, Documentation, Signature, Volatility,
 };
 use datafusion_macros::user_doc;
 
-use super::collect::{CollectAccumulator, state_fields};
-use crate::rules::btyd::{Rfm, bgnbd};
-use crate::util::{Kind, coerce_all};
+use super::collect::{FitSpec, Fitted, rfm_rows};
+use crate::rules::btyd::{FitError, bgnbd};
 
-const NAME: &str = "bgnbd_fit";
+static SPEC: FitSpec = FitSpec {
+    name: "bgnbd_fit",
+    columns: &["frequency", "recency", "t"],
+    params: &["r", "alpha", "a", "b"],
+    counted: "customers",
+    fit,
+};
 
-/// The result type: {r, alpha, a, b, ll, n, converged}.
-pub fn result_fields() -> Fields {
-    Fields::from(vec![
-        Field::new("r", DataType::Float64, false),
-        Field::new("alpha", DataType::Float64, false),
-        Field::new("a", DataType::Float64, false),
-        Field::new("b", DataType::Float64, false),
-        Field::new("ll", DataType::Float64, false),
-        Field::new("n", DataType::Int64, false),
-        Field::new("converged", DataType::Boolean, false),
-    ])
+fn fit(cols: &[Vec<f64>], penalizer: f64) -> Result<Fitted, FitError> {
+    let f = bgnbd::fit(&rfm_rows(cols), penalizer)?;
+    let p = f.params;
+    Ok(Fitted {
+        params: vec![p.r, p.alpha, p.a, p.b],
+        ll: f.ll,
+        n: f.n,
+        converged: f.converged,
+    })
 }
 
 /// `bgnbd_fit(frequency, recency, t [, penalizer]) -> Struct`
@@ -76,81 +76,24 @@ impl BgnbdFitFunc {
     }
 }
 
-fn finish(cols: &[Vec<f64>], penalizer: Option<f64>) -> Result<ScalarValue> {
-    let rows: Vec<Rfm> = cols[0]
-        .iter()
-        .zip(&cols[1])
-        .zip(&cols[2])
-        .map(|((&x, &t_x), &t)| Rfm { x, t_x, t })
-        .collect();
-    let fit = match bgnbd::fit(&rows, penalizer.unwrap_or(0.0)) {
-        Ok(f) => f,
-        Err(e) => return exec_err!("{NAME}: {e}"),
-    };
-    if !fit.converged {
-        log::warn!(
-            "{NAME}: the optimiser did not converge on {} customers (r={}, alpha={}, a={}, b={}); try a penalizer",
-            fit.n,
-            fit.params.r,
-            fit.params.alpha,
-            fit.params.a,
-            fit.params.b
-        );
-    }
-    let f = |v: f64| Arc::new(Float64Array::from(vec![v])) as ArrayRef;
-    let arrays: Vec<ArrayRef> = vec![
-        f(fit.params.r),
-        f(fit.params.alpha),
-        f(fit.params.a),
-        f(fit.params.b),
-        f(fit.ll),
-        Arc::new(Int64Array::from(vec![fit.n as i64])),
-        Arc::new(BooleanArray::from(vec![fit.converged])),
-    ];
-    Ok(ScalarValue::Struct(Arc::new(StructArray::try_new(
-        result_fields(),
-        arrays,
-        None,
-    )?)))
-}
-
 impl AggregateUDFImpl for BgnbdFitFunc {
     fn name(&self) -> &str {
-        NAME
+        SPEC.name
     }
     fn signature(&self) -> &Signature {
         &self.signature
     }
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        coerce_all(
-            NAME,
-            &[
-                ("frequency", Kind::Number),
-                ("recency", Kind::Number),
-                ("t", Kind::Number),
-                ("penalizer", Kind::Number),
-            ],
-            3,
-            arg_types,
-        )
+        SPEC.coerce_types(arg_types)
     }
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Struct(result_fields()))
+        Ok(SPEC.return_type())
     }
     fn accumulator(&self, _acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(CollectAccumulator::new(
-            NAME,
-            3,
-            "penalizer",
-            finish,
-        )))
+        Ok(SPEC.accumulator())
     }
     fn state_fields(&self, _args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(state_fields(
-            NAME,
-            &["frequency", "recency", "t"],
-            "penalizer",
-        ))
+        Ok(SPEC.state_fields())
     }
     fn documentation(&self) -> Option<&Documentation> {
         self.doc()

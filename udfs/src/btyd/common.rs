@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Float64Builder};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{Result, exec_err, plan_err};
+use datafusion::common::{Result, exec_err, internal_err, plan_err};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs};
 
-use crate::rules::btyd::{Rfm, bgnbd, gamma_gamma};
+use crate::rules::btyd::{Rfm, bgnbd, gamma_gamma, mbgnbd, paretonbd};
 use crate::util::{Kind, all_scalar, arrays, as_f64, coerce, finish};
 
 /// The kinds of argument of a BTYD scalar function.
@@ -23,6 +23,10 @@ pub enum Arg {
 
 /// Field names of the BG/NBD parameter struct read by the scalar functions.
 pub const BGNBD_FIELDS: &[&str] = &["r", "alpha", "a", "b"];
+/// Field names of the Pareto/NBD parameter struct read by the scalar functions.
+pub const PARETONBD_FIELDS: &[&str] = &["r", "alpha", "s", "beta"];
+/// Field names of the MBG/NBD parameter struct read by the scalar functions.
+pub const MBGNBD_FIELDS: &[&str] = &["r", "alpha", "a", "b"];
 /// Field names of the Gamma-Gamma parameter struct read by the scalar functions.
 pub const GG_FIELDS: &[&str] = &["p", "q", "v"];
 
@@ -111,39 +115,71 @@ pub fn run_rows(
     finish(Arc::new(out.finish()), scalar)
 }
 
-/// BG/NBD parameters from the first four values, checked.
-pub fn bgnbd_params(func: &str, arg: &str, v: &[f64]) -> Result<bgnbd::Params> {
-    for (name, x) in BGNBD_FIELDS.iter().zip(v) {
-        if !(x.is_finite() && *x > 0.0) {
+/// The first `N` values as parameters named `fields`, each checked to be a
+/// positive finite number.
+pub fn positive_params<const N: usize>(
+    func: &str,
+    arg: &str,
+    fields: &[&str],
+    v: &[f64],
+) -> Result<[f64; N]> {
+    if v.len() < N || fields.len() < N {
+        return internal_err!("{func}: {N} parameter values expected, got {}", v.len());
+    }
+    let mut out = [0.0; N];
+    for ((o, name), &x) in out.iter_mut().zip(fields).zip(v) {
+        if !(x.is_finite() && x > 0.0) {
             return exec_err!("{func}: argument {arg} field '{name}' must be positive, got {x}");
         }
+        *o = x;
     }
-    Ok(bgnbd::Params {
-        r: v[0],
-        alpha: v[1],
-        a: v[2],
-        b: v[3],
-    })
+    Ok(out)
+}
+
+/// BG/NBD parameters from the first four values, checked.
+pub fn bgnbd_params(func: &str, arg: &str, v: &[f64]) -> Result<bgnbd::Params> {
+    let [r, alpha, a, b] = positive_params(func, arg, BGNBD_FIELDS, v)?;
+    Ok(bgnbd::Params { r, alpha, a, b })
+}
+
+/// Pareto/NBD parameters from the first four values, checked.
+pub fn paretonbd_params(func: &str, arg: &str, v: &[f64]) -> Result<paretonbd::Params> {
+    let [r, alpha, s, beta] = positive_params(func, arg, PARETONBD_FIELDS, v)?;
+    Ok(paretonbd::Params { r, alpha, s, beta })
+}
+
+/// MBG/NBD parameters from the first four values, checked.
+pub fn mbgnbd_params(func: &str, arg: &str, v: &[f64]) -> Result<mbgnbd::Params> {
+    let [r, alpha, a, b] = positive_params(func, arg, MBGNBD_FIELDS, v)?;
+    Ok(mbgnbd::Params { r, alpha, a, b })
 }
 
 /// Gamma-Gamma parameters from the first three values, checked (q > 1).
 pub fn gg_params(func: &str, arg: &str, v: &[f64]) -> Result<gamma_gamma::Params> {
-    for (name, x) in GG_FIELDS.iter().zip(v) {
-        if !(x.is_finite() && *x > 0.0) {
-            return exec_err!("{func}: argument {arg} field '{name}' must be positive, got {x}");
-        }
+    let [p, q, v] = positive_params(func, arg, GG_FIELDS, v)?;
+    if q <= 1.0 {
+        return exec_err!("{func}: argument {arg} field 'q' must exceed 1, got {q}");
     }
-    if v[1] <= 1.0 {
+    Ok(gamma_gamma::Params { p, q, v })
+}
+
+/// A Pareto/NBD result, or an error naming the inputs when the model returns
+/// NaN: neither the ₂F₁ series nor the quadrature can sum A₀ there (a rate
+/// of nearly 0 or ∞, e.g. r = 1e9).
+pub fn pareto_result(func: &str, v: f64, p: &paretonbd::Params, c: &Rfm) -> Result<f64> {
+    if v.is_nan() {
         return exec_err!(
-            "{func}: argument {arg} field 'q' must exceed 1, got {}",
-            v[1]
+            "{func}: cannot be evaluated for r={}, alpha={}, s={}, beta={}, frequency={}, recency={}, t={}: the A0 integral of the likelihood cannot be summed for parameters this extreme",
+            p.r,
+            p.alpha,
+            p.s,
+            p.beta,
+            c.x,
+            c.t_x,
+            c.t
         );
     }
-    Ok(gamma_gamma::Params {
-        p: v[0],
-        q: v[1],
-        v: v[2],
-    })
+    Ok(v)
 }
 
 /// One customer's (frequency, recency, t), checked.

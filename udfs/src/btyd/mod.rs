@@ -1,8 +1,11 @@
 //! CRM functions: "buy 'til you die" customer-base models and CLV.
 //!
 //! - `btyd_summary`, `btyd_holdout` (aggregates): orders → per-customer summary.
-//! - `bgnbd_fit`, `gamma_gamma_fit` (aggregates): maximum-likelihood fits → parameter structs.
+//! - `bgnbd_fit`, `paretonbd_fit`, `mbgnbd_fit`, `gamma_gamma_fit`
+//!   (aggregates): maximum-likelihood fits → parameter structs.
 //! - `bgnbd_expected_purchases`, `bgnbd_p_alive`, `bgnbd_probability_of_n`,
+//!   `paretonbd_expected_purchases`, `paretonbd_p_alive`,
+//!   `mbgnbd_expected_purchases`, `mbgnbd_p_alive`, `mbgnbd_probability_of_n`,
 //!   `gamma_gamma_expected_value`, `clv` (scalars): take a parameter struct first.
 //!
 //! The models themselves live in [`crate::rules::btyd`].
@@ -23,6 +26,13 @@ mod collect;
 mod common;
 pub mod gamma_gamma_expected_value;
 pub mod gamma_gamma_fit;
+pub mod mbgnbd_expected_purchases;
+pub mod mbgnbd_fit;
+pub mod mbgnbd_p_alive;
+pub mod mbgnbd_probability_of_n;
+pub mod paretonbd_expected_purchases;
+pub mod paretonbd_fit;
+pub mod paretonbd_p_alive;
 
 /// The functions of this family.
 pub fn functions() -> Functions {
@@ -40,6 +50,21 @@ pub fn functions() -> Functions {
             Arc::new(ScalarUDF::new_from_impl(
                 gamma_gamma_expected_value::GammaGammaExpectedValueFunc::new(),
             )),
+            Arc::new(ScalarUDF::new_from_impl(
+                paretonbd_expected_purchases::ParetonbdExpectedPurchasesFunc::new(),
+            )),
+            Arc::new(ScalarUDF::new_from_impl(
+                paretonbd_p_alive::ParetonbdPAliveFunc::new(),
+            )),
+            Arc::new(ScalarUDF::new_from_impl(
+                mbgnbd_expected_purchases::MbgnbdExpectedPurchasesFunc::new(),
+            )),
+            Arc::new(ScalarUDF::new_from_impl(
+                mbgnbd_p_alive::MbgnbdPAliveFunc::new(),
+            )),
+            Arc::new(ScalarUDF::new_from_impl(
+                mbgnbd_probability_of_n::MbgnbdProbabilityOfNFunc::new(),
+            )),
             Arc::new(ScalarUDF::new_from_impl(clv::ClvFunc::new())),
         ],
         aggregate: vec![
@@ -50,6 +75,10 @@ pub fn functions() -> Functions {
                 btyd_summary::BtydHoldoutFunc::new(),
             )),
             Arc::new(AggregateUDF::new_from_impl(bgnbd_fit::BgnbdFitFunc::new())),
+            Arc::new(AggregateUDF::new_from_impl(
+                paretonbd_fit::ParetonbdFitFunc::new(),
+            )),
+            Arc::new(AggregateUDF::new_from_impl(mbgnbd_fit::MbgnbdFitFunc::new())),
             Arc::new(AggregateUDF::new_from_impl(
                 gamma_gamma_fit::GammaGammaFitFunc::new(),
             )),
@@ -138,6 +167,93 @@ mod tests {
         )
         .await;
         assert_eq!(conv, vec![2357.0]);
+    }
+
+    /// Pareto/NBD and MBG/NBD through SQL on the CDNOW fixture: fitted
+    /// parameters, P(alive), expected purchases and MBG P(N = n) agree with
+    /// lifetimes to 1e-3 relative.
+    #[tokio::test]
+    async fn btyd_sql_pareto_mbg_agree_with_lifetimes() {
+        let fx: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests-py/lifetimes_cdnow.json")).unwrap();
+        let rows = fx["customers"].as_array().unwrap();
+        let col = |k: usize| -> Arc<dyn Array> {
+            Arc::new(Float64Array::from_iter_values(
+                rows.iter().map(|r| r[k].as_f64().unwrap()),
+            ))
+        };
+        let names = [
+            "frequency",
+            "recency",
+            "t",
+            "pn_alive",
+            "pn_expected",
+            "mb_alive",
+            "mb_expected",
+        ];
+        let schema = Arc::new(Schema::new(
+            names
+                .iter()
+                .map(|n| Field::new(*n, DataType::Float64, false))
+                .collect::<Vec<_>>(),
+        ));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![col(0), col(1), col(2), col(8), col(9), col(10), col(11)],
+        )
+        .unwrap();
+        let ctx = ctx_with("cdnow", batch).await;
+        for (model, fields) in [
+            ("paretonbd", ["r", "alpha", "s", "beta", "ll"]),
+            ("mbgnbd", ["r", "alpha", "a", "b", "ll"]),
+        ] {
+            for f in fields {
+                let got = f64s(
+                    &ctx,
+                    &format!("SELECT {model}_fit(frequency, recency, t)['{f}'] FROM cdnow"),
+                )
+                .await[0];
+                let want = fx[model][f].as_f64().unwrap();
+                assert!(
+                    (got / want - 1.0).abs() < 1e-3,
+                    "{model} {f}: {got} vs {want}"
+                );
+            }
+        }
+        let worst = f64s(
+            &ctx,
+            "WITH pn AS (SELECT paretonbd_fit(frequency, recency, t) AS p FROM cdnow),
+                  mb AS (SELECT mbgnbd_fit(frequency, recency, t) AS p FROM cdnow)
+             SELECT max(greatest(
+                 abs(paretonbd_p_alive(pn.p, frequency, recency, t) / pn_alive - 1),
+                 abs(paretonbd_expected_purchases(pn.p, 10, frequency, recency, t) / pn_expected - 1),
+                 abs(mbgnbd_p_alive(mb.p, frequency, recency, t) / mb_alive - 1),
+                 abs(mbgnbd_expected_purchases(mb.p, 10, frequency, recency, t) / mb_expected - 1)))
+             FROM cdnow CROSS JOIN pn CROSS JOIN mb",
+        )
+        .await;
+        assert!(worst[0] < 1e-3, "worst relative difference {}", worst[0]);
+        let probs = f64s(
+            &ctx,
+            "WITH mb AS (SELECT mbgnbd_fit(frequency, recency, t) AS p FROM cdnow)
+             SELECT mbgnbd_probability_of_n(mb.p, 10, n) FROM mb
+             CROSS JOIN (VALUES (0), (1), (2), (3), (4), (5)) AS v(n) ORDER BY n",
+        )
+        .await;
+        let want = fx["mbgnbd"]["probability_of_n"].as_array().unwrap();
+        assert_eq!(probs.len(), want.len());
+        for (got, w) in probs.iter().zip(want) {
+            let w = w.as_f64().unwrap();
+            assert!((got / w - 1.0).abs() < 1e-3, "P(N=n): {got} vs {w}");
+        }
+        // Struct fields and counts.
+        let n = f64s(
+            &ctx,
+            "SELECT CAST(paretonbd_fit(frequency, recency, t, 0.0)['converged'] AS DOUBLE)
+                    + mbgnbd_fit(frequency, recency, t)['n'] FROM cdnow",
+        )
+        .await;
+        assert_eq!(n, vec![2358.0]);
     }
 
     /// Orders simulated from BG/NBD, summarised in days and in weeks: the
@@ -249,6 +365,34 @@ mod tests {
             (
                 "SELECT bgnbd_p_alive(1.0, 1, 0, 3)",
                 "bgnbd_p_alive: argument params must be a parameter struct",
+            ),
+            (
+                "SELECT paretonbd_fit(f, r, t) FROM (VALUES (0, 0, 5), (0, 0, 3), (0, 0, 2)) AS v(f, r, t)",
+                "paretonbd_fit: every customer has frequency 0",
+            ),
+            (
+                "SELECT mbgnbd_fit(f, r, t, p) FROM (VALUES (1, 1, 5, 0.1), (0, 0, 3, 0.2), (2, 2, 4, 0.1)) AS v(f, r, t, p)",
+                "mbgnbd_fit: argument penalizer must be the same for every row, got 0.1 and 0.2",
+            ),
+            (
+                "SELECT paretonbd_p_alive(named_struct('r', 1.0, 'alpha', 1.0, 'a', 1.0, 'b', 1.0), 1, 0, 3)",
+                "paretonbd_p_alive: argument params must be a struct with a numeric field 's'",
+            ),
+            (
+                "SELECT paretonbd_p_alive(named_struct('r', 0.5, 'alpha', 1.0, 's', 0.0, 'beta', 1.0), 1, 0, 3)",
+                "paretonbd_p_alive: argument params field 's' must be positive, got 0",
+            ),
+            (
+                "SELECT paretonbd_p_alive(named_struct('r', 1000000000.0, 'alpha', 1.0, 's', 0.5, 'beta', 1000000.0), 1, 0, 10)",
+                "paretonbd_p_alive: cannot be evaluated for r=1000000000, alpha=1, s=0.5, beta=1000000, frequency=1, recency=0, t=10",
+            ),
+            (
+                "SELECT mbgnbd_expected_purchases(named_struct('r', 1.0, 'alpha', 1.0, 'a', 1.0, 'b', 1.0), -1, 1, 0, 3)",
+                "mbgnbd_expected_purchases: argument horizon must be non-negative, got -1",
+            ),
+            (
+                "SELECT mbgnbd_probability_of_n(named_struct('r', 1.0, 'alpha', 1.0, 'a', 1.0, 'b', 1.0), 10, 1.5)",
+                "mbgnbd_probability_of_n: argument n must be a whole number",
             ),
             (
                 "SELECT btyd_summary(TIMESTAMP '2025-01-01 00:00:00', -5, TIMESTAMP '2025-02-01 00:00:00', 7)",

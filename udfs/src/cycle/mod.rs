@@ -1,11 +1,14 @@
 //! CRM functions: consumption cycle (inter-purchase interval, next purchase,
-//! due for repurchase), crm-formulas.md §4.7.
+//! due for repurchase), crm-formulas.md §4.7, and the calendar month a
+//! purchase falls in (`month_start`).
 
 mod due_for_repurchase;
+mod month_start;
 mod next_purchase_date;
 mod purchase_interval;
 
 pub use due_for_repurchase::DueForRepurchaseFunc;
+pub use month_start::MonthStartFunc;
 pub use next_purchase_date::NextPurchaseDateFunc;
 pub use purchase_interval::PurchaseIntervalFunc;
 
@@ -23,6 +26,7 @@ pub fn functions() -> Functions {
         scalar: vec![
             Arc::new(ScalarUDF::from(NextPurchaseDateFunc::new())),
             Arc::new(ScalarUDF::from(DueForRepurchaseFunc::new())),
+            Arc::new(ScalarUDF::from(MonthStartFunc::new())),
         ],
         aggregate: vec![Arc::new(AggregateUDF::from(PurchaseIntervalFunc::new()))],
         ..Functions::default()

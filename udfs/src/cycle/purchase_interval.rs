@@ -1,18 +1,19 @@
 //! `purchase_interval(order_ts)` aggregate.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray};
+use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
 use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, Documentation, Signature, Volatility,
+    Accumulator, AggregateUDFImpl, Documentation, GroupsAccumulator, Signature, Volatility,
 };
 use datafusion_macros::user_doc;
 
+use crate::groups::{RowGroups, RowState};
 use crate::util::{Kind, as_micros, coerce_all};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -50,15 +51,12 @@ impl PurchaseIntervalFunc {
     }
 }
 
-/// Median gap in days between consecutive days of a sorted set; `None` with < 2 days.
-pub fn median_gap(days: &BTreeSet<i64>) -> Option<f64> {
-    let v: Vec<i64> = days
-        .iter()
-        .collect::<Vec<_>>()
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .collect();
-    let mut gaps = v;
+/// Median gap in days between consecutive distinct days (`days` is sorted
+/// and deduplicated in place); `None` with fewer than two distinct days.
+pub fn median_gap(days: &mut Vec<i64>) -> Option<f64> {
+    days.sort_unstable();
+    days.dedup();
+    let mut gaps: Vec<i64> = days.windows(2).map(|w| w[1] - w[0]).collect();
     if gaps.is_empty() {
         return None;
     }
@@ -71,51 +69,114 @@ pub fn median_gap(days: &BTreeSet<i64>) -> Option<f64> {
     })
 }
 
-#[derive(Debug, Default)]
+/// One customer's purchase days (UTC days since the epoch, unsorted, with
+/// repeats until evaluated).
+#[derive(Debug, Default, Clone)]
 struct PurchaseIntervalAccumulator {
-    days: BTreeSet<i64>,
+    days: Vec<i64>,
 }
 
-impl Accumulator for PurchaseIntervalAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+impl RowState for PurchaseIntervalAccumulator {
+    type Batch = Int64Array;
+    type States = ListArray;
+
+    fn prepare(&self, values: &[ArrayRef]) -> Result<Int64Array> {
         let Some(ts) = values.first() else {
             return exec_err!("purchase_interval: missing argument order_ts");
         };
-        let ts = as_micros(ts)?;
-        self.days
-            .extend(ts.iter().flatten().map(|t| t.div_euclid(MICROS_PER_DAY)));
-        Ok(())
+        as_micros(ts)
     }
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let Some(state) = states.first() else {
-            return exec_err!("purchase_interval: missing state");
-        };
-        let lists = state.as_list::<i32>();
-        for i in 0..lists.len() {
-            if lists.is_valid(i) {
-                let days = lists.value(i);
-                self.days
-                    .extend(days.as_primitive::<Int64Type>().iter().flatten());
+
+    fn update_row(&mut self, ts: &Int64Array, row: usize) -> Result<()> {
+        if ts.is_valid(row) {
+            let day = ts.value(row).div_euclid(MICROS_PER_DAY);
+            // orders of a customer often arrive in time order: skip repeats cheaply
+            if self.days.last() != Some(&day) {
+                self.days.push(day);
             }
         }
         Ok(())
     }
+
+    fn prepare_states(&self, states: &[ArrayRef]) -> Result<ListArray> {
+        let Some(state) = states.first() else {
+            return exec_err!("purchase_interval: missing state");
+        };
+        Ok(state.as_list::<i32>().clone())
+    }
+
+    fn merge_row(&mut self, lists: &ListArray, row: usize) -> Result<()> {
+        if lists.is_valid(row) {
+            let days = lists.value(row);
+            self.days
+                .extend(days.as_primitive::<Int64Type>().iter().flatten());
+        }
+        Ok(())
+    }
+
+    fn evaluate_all(&self, groups: Vec<Self>) -> Result<ArrayRef> {
+        Ok(Arc::new(
+            groups
+                .into_iter()
+                .map(|mut g| median_gap(&mut g.days))
+                .collect::<Float64Array>(),
+        ))
+    }
+
+    fn state_all(&self, groups: Vec<Self>) -> Result<Vec<ArrayRef>> {
+        let mut offsets = Vec::with_capacity(groups.len() + 1);
+        offsets.push(0i32);
+        let mut values: Vec<i64> = Vec::new();
+        for mut g in groups {
+            g.days.sort_unstable();
+            g.days.dedup();
+            values.extend(g.days);
+            let Ok(end) = i32::try_from(values.len()) else {
+                return exec_err!("purchase_interval: too many days in one partial state");
+            };
+            offsets.push(end);
+        }
+        Ok(vec![Arc::new(ListArray::try_new(
+            Arc::new(Field::new_list_field(DataType::Int64, true)),
+            OffsetBuffer::new(offsets.into()),
+            Arc::new(Int64Array::from(values)),
+            None,
+        )?)])
+    }
+
+    fn heap_size(&self) -> usize {
+        self.days.capacity() * size_of::<i64>()
+    }
+}
+
+impl Accumulator for PurchaseIntervalAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let ts = self.prepare(values)?;
+        for row in 0..ts.len() {
+            self.update_row(&ts, row)?;
+        }
+        Ok(())
+    }
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let lists = self.prepare_states(states)?;
+        for row in 0..lists.len() {
+            self.merge_row(&lists, row)?;
+        }
+        Ok(())
+    }
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let days: Vec<ScalarValue> = self
-            .days
+        let taken = std::mem::take(self);
+        let arrays = self.state_all(vec![taken])?;
+        arrays
             .iter()
-            .map(|d| ScalarValue::Int64(Some(*d)))
-            .collect();
-        Ok(vec![ScalarValue::List(ScalarValue::new_list_nullable(
-            &days,
-            &DataType::Int64,
-        ))])
+            .map(|a| ScalarValue::try_from_array(a, 0))
+            .collect()
     }
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(ScalarValue::Float64(median_gap(&self.days)))
+        Ok(ScalarValue::Float64(median_gap(&mut self.days)))
     }
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.days.len() * 3 * std::mem::size_of::<i64>()
+        std::mem::size_of_val(self) + self.heap_size()
     }
 }
 
@@ -134,6 +195,17 @@ impl AggregateUDFImpl for PurchaseIntervalFunc {
     }
     fn accumulator(&self, _acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         Ok(Box::new(PurchaseIntervalAccumulator::default()))
+    }
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+    fn create_groups_accumulator(
+        &self,
+        _args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(RowGroups::new(
+            PurchaseIntervalAccumulator::default(),
+        )))
     }
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         Ok(vec![Arc::new(Field::new_list(
@@ -202,5 +274,48 @@ mod tests {
             acc.update_batch(&[times(&mut rng, n)]).unwrap();
             let _ = acc.evaluate().unwrap();
         }
+    }
+}
+
+#[cfg(test)]
+mod groups_tests {
+    use super::*;
+    use datafusion::arrow::array::{BooleanArray, TimestampMicrosecondArray};
+    use datafusion::logical_expr::EmitTo;
+
+    const DAY: i64 = MICROS_PER_DAY;
+
+    /// Groups with a FILTER and merged partial states: group 0 has days
+    /// 0, 10, 30 (gaps 10, 20 → 15), group 1 one day (NULL).
+    #[test]
+    fn groups_accumulator_filters_and_merges() {
+        let ts: ArrayRef = Arc::new(
+            TimestampMicrosecondArray::from(vec![
+                0,
+                30 * DAY,
+                4 * DAY,
+                10 * DAY,
+                2 * DAY,
+                10 * DAY + 5,
+            ])
+            .with_timezone("UTC"),
+        );
+        let filter = BooleanArray::from(vec![true, true, true, true, false, true]);
+        let mut a = RowGroups::new(PurchaseIntervalAccumulator::default());
+        a.update_batch(
+            std::slice::from_ref(&ts),
+            &[0, 0, 1, 0, 1, 0],
+            Some(&filter),
+            2,
+        )
+        .unwrap();
+        let state = a.state(EmitTo::All).unwrap();
+        let mut b = RowGroups::new(PurchaseIntervalAccumulator::default());
+        b.merge_batch(&state, &[0, 1], 2).unwrap();
+        b.merge_batch(&state, &[0, 1], 2).unwrap(); // the same days again change nothing
+        let out = b.evaluate(EmitTo::All).unwrap();
+        let out = out.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        assert_eq!(out.value(0), 15.0);
+        assert!(out.is_null(1));
     }
 }

@@ -5,11 +5,11 @@
 //! Formulas and conventions as in the Python `lifetimes` library
 //! (`BetaGeoFitter`): time is in the caller's unit; fitting minimises the mean
 //! negative log-likelihood over log-parameters with the data rescaled so that
-//! max T = 10 (only α depends on the unit), plus `penalizer · Σ params²`.
+//! max T = 1 (only α depends on the unit), plus `penalizer · Σ params²`.
 
 use super::optim::{Options, nelder_mead};
-use super::special::{ln_gamma, ln_hyp2f1};
-use super::{FitError, Grouped, Rfm, group_rfm};
+use super::special::{ln_add_exp, ln_gamma, ln_hyp2f1};
+use super::{FitError, Grouped, Prepared, Rfm, check_penalizer, fit_scale, group_rfm, par_sum};
 
 /// Fitted BG/NBD parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,66 +37,48 @@ pub struct Fit {
     pub converged: bool,
 }
 
-/// Grouped data prepared for repeated likelihood evaluation: per distinct
-/// frequency the Γ terms are computed once per evaluation.
-struct Prepared {
-    xs: Vec<f64>,
-    x_of: Vec<usize>,
-    rows: Vec<Rfm>,
-    w: Vec<f64>,
-    w_sum: f64,
+/// Scratch space of [`total_ll`], reused across evaluations.
+#[derive(Default)]
+struct Buffers {
+    head: Vec<f64>,
+    odds: Vec<f64>,
+    ln_time: Vec<f64>,
 }
 
-impl Prepared {
-    fn new(g: &Grouped, scale: f64) -> Self {
-        let mut xs: Vec<f64> = g.rows.iter().map(|r| r.x).collect();
-        xs.sort_by(f64::total_cmp);
-        xs.dedup();
-        let x_of = g
-            .rows
-            .iter()
-            .map(|r| xs.partition_point(|&v| v < r.x))
-            .collect();
-        let rows = g
-            .rows
-            .iter()
-            .map(|r| Rfm {
-                x: r.x,
-                t_x: r.t_x * scale,
-                t: r.t * scale,
-            })
-            .collect();
-        Prepared {
-            xs,
-            x_of,
-            rows,
-            w: g.weights.clone(),
-            w_sum: g.weights.iter().sum(),
-        }
-    }
-
-    /// Σ w_i ln L_i, reusing `buf` for the per-frequency terms.
-    fn ll(&self, p: &Params, buf: &mut Vec<f64>) -> f64 {
-        let Params { r, alpha, a, b } = *p;
-        buf.clear();
-        let lg_ab = ln_gamma(a + b);
-        let lg_r = ln_gamma(r);
-        let lg_b = ln_gamma(b);
-        let ln_alpha = alpha.ln();
-        let ln_a = a.ln();
-        for &x in &self.xs {
-            buf.push(
-                ln_gamma(r + x) - lg_r + r * ln_alpha + lg_ab + ln_gamma(b + x)
-                    - lg_b
-                    - ln_gamma(a + b + x),
-            );
-        }
-        let mut total = 0.0;
-        for ((row, &k), &w) in self.rows.iter().zip(&self.x_of).zip(&self.w) {
-            total += w * (buf[k] + tail(row, r, alpha, ln_a, b));
-        }
-        total
-    }
+/// Σ w_i ln L_i over prepared rows (the same sum as [`log_likelihood`] row
+/// by row, with the terms shared by rows computed once).
+fn total_ll(prep: &Prepared, p: &Params, buf: &mut Buffers) -> f64 {
+    let Params { r, alpha, a, b } = *p;
+    let lg_ab = ln_gamma(a + b);
+    let lg_r = ln_gamma(r);
+    let lg_b = ln_gamma(b);
+    let ln_alpha = alpha.ln();
+    let ln_a = a.ln();
+    buf.head.clear();
+    buf.head.extend(prep.xs.iter().map(|&x| {
+        ln_gamma(r + x) - lg_r + r * ln_alpha + lg_ab + ln_gamma(b + x) - lg_b - ln_gamma(a + b + x)
+    }));
+    buf.odds.clear();
+    buf.odds
+        .extend(prep.xs.iter().map(|&x| ln_a - (b + x - 1.0).ln()));
+    prep.ln_times(alpha, &mut buf.ln_time);
+    let Buffers {
+        head,
+        odds,
+        ln_time,
+    } = &*buf;
+    par_sum(prep.rows.len(), |i| {
+        let row = &prep.rows[i];
+        let k = prep.x_of[i];
+        let a3 = -(r + row.x) * ln_time[prep.t_of[i]];
+        let tail = if row.x > 0.0 {
+            let a4 = odds[k] - (r + row.x) * ln_time[prep.tx_of[i]];
+            ln_add_exp(a3, a4)
+        } else {
+            a3
+        };
+        prep.w[i] * (head[k] + tail)
+    })
 }
 
 /// ln of the bracket of the likelihood: (α+T)^-(r+x) + [x>0] a/(b+x−1) (α+t_x)^-(r+x).
@@ -105,8 +87,7 @@ fn tail(row: &Rfm, r: f64, alpha: f64, ln_a: f64, b: f64) -> f64 {
     let a3 = -(r + row.x) * (alpha + row.t).ln();
     if row.x > 0.0 {
         let a4 = ln_a - (b + row.x - 1.0).ln() - (r + row.x) * (alpha + row.t_x).ln();
-        let m = a3.max(a4);
-        m + ((a3 - m).exp() + (a4 - m).exp()).ln()
+        ln_add_exp(a3, a4)
     } else {
         a3
     }
@@ -126,24 +107,16 @@ pub fn log_likelihood(p: &Params, c: &Rfm) -> f64 {
 /// (on the rescaled parameters, as `lifetimes` does) to the mean negative
 /// log-likelihood.
 pub fn fit(rows: &[Rfm], penalizer: f64) -> Result<Fit, FitError> {
-    if !(penalizer.is_finite() && penalizer >= 0.0) {
-        return Err(FitError::BadValue {
-            arg: "penalizer",
-            row: 0,
-            value: penalizer,
-            why: "must be a non-negative number",
-        });
-    }
+    check_penalizer(penalizer)?;
     let g = group_rfm(rows)?;
     Ok(fit_grouped(&g, penalizer))
 }
 
 /// Fit already grouped and checked data (see [`group_rfm`]).
 pub fn fit_grouped(g: &Grouped, penalizer: f64) -> Fit {
-    let max_t = g.rows.iter().map(|r| r.t).fold(0.0, f64::max);
-    let scale = if max_t > 0.0 { 10.0 / max_t } else { 1.0 };
+    let scale = fit_scale(g);
     let prep = Prepared::new(g, scale);
-    let mut buf = Vec::with_capacity(prep.xs.len());
+    let mut buf = Buffers::default();
     let objective = |th: &[f64]| {
         let p = Params {
             r: th[0].exp(),
@@ -152,7 +125,7 @@ pub fn fit_grouped(g: &Grouped, penalizer: f64) -> Fit {
             b: th[3].exp(),
         };
         let pen = penalizer * (p.r * p.r + p.alpha * p.alpha + p.a * p.a + p.b * p.b);
-        -prep.ll(&p, &mut buf) / prep.w_sum + pen
+        -total_ll(&prep, &p, &mut buf) / prep.w_sum + pen
     };
     let m = nelder_mead(objective, &[0.1; 4], Options::default());
     let params = Params {
@@ -161,8 +134,7 @@ pub fn fit_grouped(g: &Grouped, penalizer: f64) -> Fit {
         a: m.x[2].exp(),
         b: m.x[3].exp(),
     };
-    let unscaled = Prepared::new(g, 1.0);
-    let ll = unscaled.ll(&params, &mut Vec::new());
+    let ll = total_ll(&Prepared::new(g, 1.0), &params, &mut buf);
     let converged = m.converged && ll.is_finite();
     Fit {
         params,
@@ -405,9 +377,18 @@ pub(crate) mod tests {
 
     #[test]
     fn btyd_bgnbd_grouping_matches_ungrouped_likelihood() {
-        let rows = simulate(&TRUE, 500, 30.0, 31.0, 3);
+        // Times floored to tenths, so that rows repeat.
+        let rows: Vec<Rfm> = simulate(&TRUE, 500, 30.0, 31.0, 3)
+            .iter()
+            .map(|c| Rfm {
+                x: c.x,
+                t_x: (c.t_x * 10.0).floor() / 10.0,
+                t: (c.t * 10.0).floor() / 10.0,
+            })
+            .collect();
         let g = group_rfm(&rows).unwrap();
-        let grouped = Prepared::new(&g, 1.0).ll(&TRUE, &mut Vec::new());
+        assert!(g.rows.len() < rows.len());
+        let grouped = total_ll(&Prepared::new(&g, 1.0), &TRUE, &mut Buffers::default());
         let direct: f64 = rows.iter().map(|c| log_likelihood(&TRUE, c)).sum();
         assert!((grouped - direct).abs() < 1e-9 * direct.abs());
     }

@@ -1,5 +1,6 @@
-//! Special functions: ln Γ (from `libm`) and the Gaussian hypergeometric
-//! function ₂F₁(a, b; c; z) for 0 ≤ z < 1, returned as a logarithm.
+//! Special functions: ln Γ (from `libm`), the Gaussian hypergeometric
+//! function ₂F₁(a, b; c; z) for 0 ≤ z < 1, returned as a logarithm, and
+//! sums and differences of numbers held as logarithms.
 
 /// ln Γ(x) for x > 0.
 pub fn ln_gamma(x: f64) -> f64 {
@@ -9,6 +10,24 @@ pub fn ln_gamma(x: f64) -> f64 {
 /// ln B(a, b), the log of the Beta function.
 pub fn ln_beta(a: f64, b: f64) -> f64 {
     ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
+}
+
+/// ln(eᵃ + eᵇ) without overflow.
+pub fn ln_add_exp(a: f64, b: f64) -> f64 {
+    let m = a.max(b);
+    if m == f64::NEG_INFINITY {
+        return m;
+    }
+    m + (-(a - b).abs()).exp().ln_1p()
+}
+
+/// ln(eᵃ − eᵇ) for a ≥ b; −∞ when b ≥ a (the difference is 0 or would be
+/// negative only through rounding).
+pub fn ln_sub_exp(a: f64, b: f64) -> f64 {
+    if b >= a {
+        return f64::NEG_INFINITY;
+    }
+    a + (-(b - a).exp_m1()).ln()
 }
 
 /// Sum of the power series of ₂F₁(a, b; c; z) as (ln |sum|, sign), or `None`
@@ -100,5 +119,22 @@ mod tests {
         let v = ln_hyp2f1(300.0, 301.0, 301.0, 0.9);
         assert!((v - (-300.0 * 0.1f64.ln())).abs() < 1e-8, "{v}");
         assert!(ln_hyp2f1(1.0, 1.0, 2.0, 1.0).is_nan());
+    }
+
+    #[test]
+    fn btyd_log_sums() {
+        assert!((ln_add_exp(2f64.ln(), 3f64.ln()) - 5f64.ln()).abs() < 1e-15);
+        assert_eq!(ln_add_exp(1000.0, 1000.0), 1000.0 + 2f64.ln());
+        assert_eq!(ln_add_exp(f64::NEG_INFINITY, 0.5), 0.5);
+        assert_eq!(
+            ln_add_exp(f64::NEG_INFINITY, f64::NEG_INFINITY),
+            f64::NEG_INFINITY
+        );
+        assert!((ln_sub_exp(5f64.ln(), 3f64.ln()) - 2f64.ln()).abs() < 1e-15);
+        // e^-800 − e^-801 underflows as a difference of doubles, not in logs.
+        let want = -800.0 + (1.0 - (-1f64).exp()).ln();
+        assert!((ln_sub_exp(-800.0, -801.0) - want).abs() < 1e-12);
+        assert_eq!(ln_sub_exp(1.0, 1.0), f64::NEG_INFINITY);
+        assert_eq!(ln_sub_exp(1.0, 2.0), f64::NEG_INFINITY);
     }
 }
