@@ -20,6 +20,9 @@ pub struct Config {
     pub crm: CrmConfig,
     /// The PostgreSQL front end: listen address, TLS, users.
     pub server: crate::server::config::ServerConfig,
+    /// Export jobs (`[[export]]` tables), see [`crate::export::job`].
+    #[serde(rename = "export", skip_serializing_if = "Vec::is_empty")]
+    pub exports: Vec<crate::export::ExportJob>,
     /// Where the file was read from (not part of the file).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -38,6 +41,10 @@ pub struct EngineConfig {
     pub target_partitions: Option<usize>,
     /// Where spill files go (default: the system temp dir).
     pub spill_dir: Option<PathBuf>,
+    /// Memory for materialised results of the built-in views, shared by all
+    /// sessions and kept until a load changes the data they read, e.g.
+    /// "1GB"; "0" turns it off. Outside `memory_limit`.
+    pub view_cache: ByteSize,
 }
 
 impl Default for EngineConfig {
@@ -47,16 +54,56 @@ impl Default for EngineConfig {
             batch_size: 8192,
             target_partitions: None,
             spill_dir: None,
+            view_cache: ByteSize(1024 * 1024 * 1024),
         }
     }
 }
 
-/// CRM analysis settings.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+/// CRM analysis settings: the defaults of every session's `crm.*` settings
+/// (see [`crate::views::CrmOptions`]), which `SET crm.… = …` changes per session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CrmConfig {
-    /// The date analyses are made "as of" (YYYY-MM-DD); default today (UTC).
+    /// The date analyses are made "as of" (YYYY-MM-DD): views count orders up
+    /// to the end of that day (UTC). Default: today (UTC).
     pub as_of: Option<chrono::NaiveDate>,
+    /// Days a first purchase counts as new (lifecycle_stage).
+    pub new_days: u32,
+    /// Days since the last purchase a customer stays active.
+    pub active_days: u32,
+    /// Days since the last purchase after which a customer is churned.
+    pub churn_days: u32,
+    /// Days without a purchase that raise a churn warning.
+    pub quiet_days: u32,
+    /// Purchases in the 90 days before the last one that make a frequent buyer.
+    pub churn_min_orders: u32,
+    /// Days after an exposure in which an order counts as a response.
+    pub response_window_days: u32,
+    /// Monthly discount rate of `clv_12m`.
+    pub clv_monthly_discount: f64,
+    /// Member tier thresholds: [silver spend, orders, engagement, gold …,
+    /// platinum …] (see `member_tier`); default the function's own.
+    pub tier_thresholds: Option<[f64; 9]>,
+    /// Cron expression (UTC) at which `crmdb serve` runs `refresh`, e.g.
+    /// "0 30 2 * * *" (sec min hour day month weekday); none by default.
+    pub refresh_schedule: Option<String>,
+}
+
+impl Default for CrmConfig {
+    fn default() -> Self {
+        CrmConfig {
+            as_of: None,
+            new_days: 30,
+            active_days: 90,
+            churn_days: 180,
+            quiet_days: 30,
+            churn_min_orders: 3,
+            response_window_days: 14,
+            clv_monthly_discount: 0.01,
+            tier_thresholds: None,
+            refresh_schedule: None,
+        }
+    }
 }
 
 /// A number of bytes written as `"512MB"`, `"4GB"`, `"1.5GiB"` or a plain integer.
@@ -182,6 +229,12 @@ impl Config {
         if self.engine.target_partitions == Some(0) {
             return Err(bad("engine.target_partitions must be at least 1".into()));
         }
+        crate::views::CrmOptions::from_config(&self.crm, self.as_of()).map_err(bad)?;
+        if let Some(schedule) = &self.crm.refresh_schedule {
+            crate::export::job::parse_cron(schedule)
+                .map_err(|e| bad(format!("crm.refresh_schedule: {e}")))?;
+        }
+        crate::export::validate_jobs(&self.exports).map_err(bad)?;
         Ok(())
     }
 
@@ -202,10 +255,24 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# crmdb configuration. Every key is opt
 # memory_limit = "4GB"
 # batch_size = 8192
 # target_partitions = 2        # default: number of cores
+# Results of the built-in views kept in memory, shared by all sessions, until
+# a load changes what they read ("0" turns this off).
+# view_cache = "1GB"
 
 [crm]
+# Defaults of the per-session `crm.*` settings the built-in views use
+# (`SHOW crm.as_of`, `SET crm.as_of = '2026-06-30'`).
 # The date analyses are made as of (views, lifecycle, churn). Default: today (UTC).
 # as_of = "2026-06-30"
+# new_days = 30                # lifecycle: first purchase counts as new
+# active_days = 90             # lifecycle: active up to this many days since the last purchase
+# churn_days = 180             # lifecycle: churned beyond this
+# quiet_days = 30              # churn warning: days without a purchase
+# churn_min_orders = 3         # churn warning: purchases in the 90 days before the last one
+# response_window_days = 14    # promotions: an order within this many days of exposure responds
+# clv_monthly_discount = 0.01  # customer_metrics.clv_12m
+# tier_thresholds = [1000, 3, 0, 5000, 8, 10, 20000, 20, 30]
+# refresh_schedule = "0 30 2 * * *"   # crmdb serve: run `refresh` daily at 02:30 UTC
 "#;
 
 #[cfg(test)]

@@ -34,9 +34,10 @@ use deltalake::DeltaTable;
 use tokio::sync::Mutex;
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::store::schema::TABLES;
+use crate::views::{self, CrmOptions};
 
 /// Name of the catalog (= the PostgreSQL database name).
 pub const CATALOG: &str = "crm";
@@ -53,6 +54,8 @@ pub struct Engine {
 struct Inner {
     store: Store,
     config: Arc<Config>,
+    /// Session defaults of the `crm.*` settings.
+    crm: CrmOptions,
     runtime: Arc<RuntimeEnv>,
     catalogs: Arc<dyn CatalogProviderList>,
     schema: Arc<dyn SchemaProvider>,
@@ -80,15 +83,38 @@ impl Engine {
             let table = store.table(def.name).await?;
             schema.register_table(def.name.to_string(), Arc::new(LiveTable::new(table).await?))?;
         }
-        Ok(Engine {
+        let crm = CrmOptions::from_config(&config.crm, config.as_of()).map_err(|reason| {
+            Error::Config {
+                path: config
+                    .source
+                    .clone()
+                    .unwrap_or_else(|| Config::FILE_NAME.into()),
+                reason,
+            }
+        })?;
+        let engine = Engine {
             inner: Arc::new(Inner {
                 store,
                 config,
+                crm,
                 runtime,
                 catalogs,
                 schema,
             }),
-        })
+        };
+        views::register(
+            &engine.session(),
+            &engine.inner.schema,
+            &engine.inner.store,
+            &engine.inner.crm,
+            Arc::new(views::cache::ViewCache::new(
+                engine.inner.config.engine.view_cache.0,
+            )),
+        )
+        .await?;
+        // the system table of export runs (see crate::export::history)
+        crate::export::history::register(&engine.inner.schema, &engine.inner.store).await?;
+        Ok(engine)
     }
 
     /// A new, independent session: its own settings, the shared catalog,
@@ -99,7 +125,13 @@ impl Engine {
             .with_default_catalog_and_schema(CATALOG, SCHEMA)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true)
-            .with_batch_size(engine.batch_size);
+            .with_batch_size(engine.batch_size)
+            .with_option_extension(CrmOptions {
+                // "today" when not configured: taken when the session opens,
+                // so a long-running server moves on at midnight (UTC).
+                as_of: self.inner.config.as_of(),
+                ..self.inner.crm.clone()
+            });
         if let Some(n) = engine.target_partitions {
             config = config.with_target_partitions(n);
         }
@@ -155,6 +187,13 @@ impl LiveTable {
             schema: provider.schema(),
             state: Mutex::new((table, provider)),
         })
+    }
+
+    /// The latest committed Delta version (refreshing first); `None` for a
+    /// table without commits.
+    pub async fn version(&self) -> DFResult<Option<u64>> {
+        self.current().await?;
+        Ok(self.state.lock().await.0.version())
     }
 
     /// The provider of the latest committed version (refreshing if a newer

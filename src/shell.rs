@@ -25,6 +25,33 @@ pub async fn run_script(
     Ok(())
 }
 
+/// Like [`run_script`], but runs and prints one statement at a time and
+/// writes `-- statement N: R rows in S s` to `timing` after each: the time
+/// to plan and execute it into memory, without printing (the benchmark
+/// harness in `benches/` reads these lines).
+pub async fn run_script_timed(
+    ctx: &SessionContext,
+    sql: &str,
+    format: OutputFormat,
+    out: &mut dyn Write,
+    timing: &mut dyn Write,
+) -> Result<()> {
+    let statements = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})?;
+    for (i, statement) in statements.into_iter().enumerate() {
+        let start = Instant::now();
+        let state = ctx.state();
+        let plan = state.statement_to_plan(statement).await?;
+        let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+        let secs = start.elapsed().as_secs_f64();
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        write_batches(out, &batches, format)?;
+        out.flush().map_err(|e| Error::io("<stdout>", e))?;
+        writeln!(timing, "-- statement {}: {rows} rows in {secs:.6} s", i + 1)
+            .map_err(|e| Error::io("<stderr>", e))?;
+    }
+    Ok(())
+}
+
 /// Parse and execute every statement of `sql`, returning each one's result.
 pub async fn execute_all(ctx: &SessionContext, sql: &str) -> Result<Vec<Vec<RecordBatch>>> {
     let statements = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})?;
