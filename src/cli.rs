@@ -61,6 +61,18 @@ pub enum Command {
     User(crate::server::UserArgs),
     /// Write synthetic CRM data (all six tables) and optionally load it.
     Generate(GenerateArgs),
+    /// Materialise `customer_metrics` into `customer_snapshots` for one date.
+    Refresh(RefreshArgs),
+    /// Export jobs of crmdb.toml: run one now, list them, show their history.
+    Export(crate::export::ExportArgs),
+}
+
+/// `crmdb refresh [--as-of DATE]`
+#[derive(Debug, Args)]
+pub struct RefreshArgs {
+    /// The snapshot date (YYYY-MM-DD); default: `[crm] as_of`, else today (UTC).
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<chrono::NaiveDate>,
 }
 
 /// `crmdb generate --customers N --seed S --out DIR`
@@ -125,6 +137,10 @@ pub struct SqlArgs {
     /// Query the bundled sample data (loaded into a temporary store) instead of --data.
     #[arg(long)]
     pub demo: bool,
+    /// Print each statement's time (planning and execution into memory, not
+    /// printing) to standard error: `-- statement N: R rows in S s`.
+    #[arg(long)]
+    pub timing: bool,
 }
 
 fn parse_delimiter(s: &str) -> Result<u8, Error> {
@@ -161,6 +177,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => crate::server::serve(&cli, args).await,
         Command::User(args) => crate::server::user(&cli, args),
         Command::Generate(args) => generate(args).await,
+        Command::Refresh(args) => refresh(&cli, args).await,
+        Command::Export(args) => crate::export::cli(&cli, args).await,
     }
 }
 
@@ -242,7 +260,13 @@ async fn sql(cli: &Cli, args: &SqlArgs) -> anyhow::Result<()> {
     match text {
         Some(sql) => {
             let mut stdout = std::io::stdout().lock();
-            crate::shell::run_script(&ctx, &sql, args.format, &mut stdout).await?;
+            if args.timing {
+                let mut stderr = std::io::stderr().lock();
+                crate::shell::run_script_timed(&ctx, &sql, args.format, &mut stdout, &mut stderr)
+                    .await?;
+            } else {
+                crate::shell::run_script(&ctx, &sql, args.format, &mut stdout).await?;
+            }
         }
         None => crate::shell::interactive(&ctx, args.format).await?,
     }
@@ -267,6 +291,15 @@ async fn tables(cli: &Cli) -> anyhow::Result<()> {
             table.version().unwrap_or(0)
         );
     }
+    Ok(())
+}
+
+async fn refresh(cli: &Cli, args: &RefreshArgs) -> anyhow::Result<()> {
+    let engine = open_engine(cli).await?;
+    let start = Instant::now();
+    let report = crate::views::snapshot::refresh(&engine, args.as_of).await?;
+    println!("{report}");
+    eprintln!("in {:.2} s", start.elapsed().as_secs_f64());
     Ok(())
 }
 

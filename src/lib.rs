@@ -12,12 +12,14 @@ pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod export;
 pub mod generate;
 pub mod ingest;
 pub mod output;
 pub mod server;
 pub mod shell;
 pub mod store;
+pub mod views;
 
 pub use engine::Engine;
 pub use error::{Error, Result};

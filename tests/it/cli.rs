@@ -82,3 +82,39 @@ fn opening_a_missing_store_says_how_to_create_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("crmdb init"));
 }
+
+#[test]
+fn sql_timing_reports_each_statement_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    assert!(run(&data, &["init"]).status.success());
+    let out = run(
+        &data,
+        &[
+            "sql",
+            "--timing",
+            "--format",
+            "csv",
+            "SELECT 1 AS a; SELECT b FROM (VALUES (2), (3)) AS t(b) ORDER BY b",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout(&out), "a\n1\nb\n2\n3\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    for (line, prefix) in lines
+        .iter()
+        .zip(["-- statement 1: 1 rows in ", "-- statement 2: 2 rows in "])
+    {
+        let secs = line
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(" s"))
+            .unwrap_or_else(|| panic!("unexpected timing line {line:?}"));
+        assert!(secs.parse::<f64>().unwrap() >= 0.0, "{line}");
+    }
+}
