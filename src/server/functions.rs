@@ -122,6 +122,31 @@ pub fn register(ctx: &SessionContext, info: &Arc<SessionInfo>) {
     for name in ["session_user", "current_user", "user", "current_role"] {
         ctx.register_udf(ScalarUDF::from(UserFunc::new(name, info.clone())));
     }
+    ctx.register_udf(function_is_visible());
+    super::srf::register(ctx);
+}
+
+/// `pg_function_is_visible(oid)` (psql `\df`): true, as every function is
+/// on the search path (pg_catalog and public are the only schemas).
+fn function_is_visible() -> ScalarUDF {
+    datafusion::logical_expr::create_udf(
+        "pg_function_is_visible",
+        vec![DataType::Int32],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let rows = args.iter().find_map(|a| match a {
+                ColumnarValue::Array(a) => Some(a.len()),
+                ColumnarValue::Scalar(_) => None,
+            });
+            Ok(match rows {
+                Some(n) => ColumnarValue::Array(Arc::new(
+                    datafusion::arrow::array::BooleanArray::from(vec![true; n]),
+                )),
+                None => ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))),
+            })
+        }),
+    )
 }
 
 /// `version()`.

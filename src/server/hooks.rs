@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{ParamValues, ToDFSchema};
 use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::{Expr, Set, Statement, Value};
+use datafusion::sql::sqlparser::ast::{CopyTarget, Expr, Set, Statement, Value};
 use datafusion_postgres::QueryHook;
 use datafusion_postgres::hooks::HookClient;
 use pgwire::api::ClientInfo;
@@ -60,6 +60,12 @@ impl GateHook {
         let admin = self.role == Role::Admin;
         match statement {
             Statement::Query(_) => Verdict::Pass,
+            // a read like SELECT (through the session, so masked for viewers)
+            Statement::Copy {
+                to: true,
+                target: CopyTarget::Stdout,
+                ..
+            } => Verdict::Pass,
             Statement::Explain {
                 statement, analyze, ..
             } => {
@@ -111,7 +117,10 @@ impl GateHook {
                     ["statement_timeout"] | ["time", "zone"] | ["timezone"] | ["all"] => {
                         Verdict::Pass
                     }
-                    [one] if one.starts_with("datafusion.") => Verdict::Pass,
+                    [one] if one.starts_with("datafusion.") || one.starts_with("crm.") => {
+                        Verdict::Pass
+                    }
+                    ["crm", _] => Verdict::Pass,
                     [one] => match self.info.setting(one) {
                         Some(v) => Verdict::Show((*one).to_string(), v),
                         None => Verdict::Deny(pg_error(
@@ -139,6 +148,12 @@ impl GateHook {
         };
         let name = variable.to_string().to_ascii_lowercase();
         let value = values.first().map(value_text).unwrap_or_default();
+        if name.starts_with("crm.") {
+            // The analysis settings of the built-in views (as_of, thresholds):
+            // anyone may change them for their own session; DataFusion's
+            // config extension validates the value.
+            return Verdict::Pass;
+        }
         if name.starts_with("datafusion.") {
             if self.role != Role::Admin {
                 return deny(self.role, "SET datafusion.*");
@@ -238,24 +253,91 @@ fn empty_plan(fields: Vec<Field>) -> PgWireResult<LogicalPlan> {
     }))
 }
 
+/// `SHOW crm.…`: the session's CRM analysis settings (a DataFusion config
+/// extension, see [`crate::views::CrmOptions`]), answered from `ctx`.
+fn crm_show(statement: &Statement, ctx: &SessionContext) -> Option<Verdict> {
+    let Statement::ShowVariable { variable } = statement else {
+        return None;
+    };
+    let name = variable
+        .iter()
+        .map(|v| v.value.to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(".");
+    if !name.starts_with("crm.") {
+        return None;
+    }
+    let entries = ctx
+        .state()
+        .config_options()
+        .extensions
+        .get::<crate::views::CrmOptions>()
+        .map(datafusion::common::config::ExtensionOptions::entries)
+        .unwrap_or_default();
+    Some(match entries.into_iter().find(|e| e.key == name) {
+        Some(entry) => Verdict::Show(name, entry.value.unwrap_or_default()),
+        None => Verdict::Deny(pg_error(
+            "42704",
+            format!("unrecognized configuration parameter \"{name}\""),
+        )),
+    })
+}
+
+/// `SET crm.…`: applied to this session's config extension; a bad value or
+/// an unknown name is an error (the library's own SET fallback would ignore it).
+async fn crm_set(statement: &Statement, ctx: &SessionContext) -> Option<PgWireResult<Response>> {
+    let Statement::Set(Set::SingleAssignment { variable, .. }) = statement else {
+        return None;
+    };
+    if !variable
+        .to_string()
+        .to_ascii_lowercase()
+        .starts_with("crm.")
+    {
+        return None;
+    }
+    Some(match ctx.sql(&statement.to_string()).await {
+        Ok(_) => Ok(Response::Execution(Tag::new("SET"))),
+        Err(e) => {
+            let message = e.strip_backtrace();
+            let code = if message.contains("unrecognized configuration parameter") {
+                "42704"
+            } else {
+                "22023"
+            };
+            Err(pg_error(
+                code,
+                message.trim_start_matches("Invalid or Unsupported Configuration: "),
+            ))
+        }
+    })
+}
+
 #[async_trait]
 impl QueryHook for GateHook {
     async fn handle_simple_query(
         &self,
         statement: &Statement,
-        _ctx: &SessionContext,
+        ctx: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
+        if let Some(verdict) = crm_show(statement, ctx) {
+            return self.respond(verdict);
+        }
+        if let Some(response) = crm_set(statement, ctx).await {
+            return Some(response);
+        }
         self.respond(self.judge(statement))
     }
 
     async fn handle_extended_parse_query(
         &self,
         statement: &Statement,
-        _ctx: &SessionContext,
+        ctx: &SessionContext,
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
-        match self.judge(statement) {
+        let verdict = crm_show(statement, ctx).unwrap_or_else(|| self.judge(statement));
+        match verdict {
             Verdict::Pass => None,
             Verdict::Deny(e) => Some(Err(e)),
             Verdict::Tag(_) => Some(empty_plan(vec![])),
@@ -270,9 +352,15 @@ impl QueryHook for GateHook {
         statement: &Statement,
         _plan: &LogicalPlan,
         _params: &ParamValues,
-        _ctx: &SessionContext,
+        ctx: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
+        if let Some(verdict) = crm_show(statement, ctx) {
+            return self.respond(verdict);
+        }
+        if let Some(response) = crm_set(statement, ctx).await {
+            return Some(response);
+        }
         self.respond(self.judge(statement))
     }
 }
@@ -317,6 +405,9 @@ mod tests {
             "pass"
         );
         assert_eq!(verdict(Role::Admin, "DROP TABLE orders"), "pass");
+        assert_eq!(verdict(Role::Viewer, "COPY (SELECT 1) TO STDOUT"), "pass");
+        assert_eq!(verdict(Role::Analyst, "COPY orders FROM STDIN"), "42501");
+        assert_eq!(verdict(Role::Admin, "COPY orders FROM STDIN"), "pass");
         assert_eq!(verdict(Role::Analyst, "SET no_such_setting = 5"), "42704");
         assert_eq!(
             verdict(Role::Analyst, "SET statement_timeout = '1s'"),

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use datafusion::error::DataFusionError;
 use futures::StreamExt;
-use pgwire::api::results::{QueryResponse, Response};
+use pgwire::api::results::{CopyResponse, QueryResponse, Response};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::SecretKey;
 use tokio::sync::watch;
@@ -159,8 +159,10 @@ impl Guard {
 
     /// Wrap a response so its rows stream under the guard.
     pub fn wrap(&self, response: Response) -> Response {
-        let Response::Query(mut q) = response else {
-            return response;
+        let mut q = match response {
+            Response::Query(q) => q,
+            Response::CopyOut(c) => return Response::CopyOut(self.wrap_copy(c)),
+            other => return other,
         };
         let schema = q.row_schema();
         let tag = q.command_tag().to_string();
@@ -176,6 +178,28 @@ impl Guard {
         let mut out = QueryResponse::new(schema, stream);
         out.set_command_tag(&tag);
         Response::Query(out)
+    }
+}
+
+impl Guard {
+    /// The same for the data of a `COPY … TO STDOUT`.
+    fn wrap_copy(&self, mut c: CopyResponse) -> CopyResponse {
+        let (format, columns) = (c.format, c.columns);
+        if format != 0 {
+            // binary COPY data is never produced by crmdb (and re-wrapping
+            // would append a second trailer)
+            return c;
+        }
+        let data_stream = std::mem::replace(c.data_stream(), Box::pin(futures::stream::empty()));
+        let stop = Box::pin(self.clone().stopped());
+        let stream = futures::stream::unfold(Some((data_stream, stop)), |state| async move {
+            let (mut rows, mut stop) = state?;
+            tokio::select! {
+                row = rows.next() => row.map(|r| (r.map_err(map_error), Some((rows, stop)))),
+                e = &mut stop => Some((Err(e), None)),
+            }
+        });
+        CopyResponse::new(format, columns, stream)
     }
 }
 

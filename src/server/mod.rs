@@ -12,15 +12,21 @@
 //! - `statement_timeout` and CancelRequest applied while rows stream, not only
 //!   while planning ([`limits`]); `max_connections` answered with 53300;
 //! - PostgreSQL 16 version strings, `current_setting()`, the real
-//!   `current_user` ([`functions`]), SAVEPOINT accepted.
+//!   `current_user` ([`functions`]), SAVEPOINT accepted;
+//! - primary keys, numeric typmods and array-typed key columns in
+//!   pg_catalog ([`catalog`]), and the rewrites and functions drivers'
+//!   catalog queries need ([`rewrite`], [`srf`]).
 
 pub mod auth;
+pub mod catalog;
 pub mod config;
+pub mod copy;
 pub mod functions;
 pub mod hooks;
 pub mod limits;
 pub mod masking;
 pub mod rewrite;
+pub mod srf;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -184,7 +190,15 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.max_connections {
         server.max_connections = n;
     }
-    let running = Server::start(engine, server.clone()).await?;
+    let running = Server::start(engine.clone(), server.clone()).await?;
+    // scheduled exports (crate::export) run in the background until shutdown
+    let _exports = crate::export::start_scheduler(&engine)?;
+    // `[crm] refresh_schedule`: customer_snapshots on a schedule
+    let _refresh = crate::views::snapshot::RefreshSchedule::from_config(
+        &engine,
+        Arc::new(crate::export::scheduler::SystemClock),
+    )?
+    .map(|schedule| AbortOnDrop(schedule.spawn()));
     let addr = running.local_addr();
     println!("crmdb is listening on {addr} (PostgreSQL 16 protocol, database '{CATALOG}')");
     if args.demo {
@@ -304,9 +318,24 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::io(PathBuf::from(addr.to_string()), e))?;
-        // Register pg_catalog in the shared catalog once; sessions add its functions.
+        // Register pg_catalog (with crmdb's amendments) in the shared catalog
+        // once; sessions add its functions (see `with_pg_functions`).
         setup_pg_catalog(&engine.session(), CATALOG, RoleCatalog::new(&config.users))
             .map_err(|e| Error::DataFusion(*e))?;
+        let crm = engine
+            .catalog_list()
+            .catalog(CATALOG)
+            .ok_or_else(|| Error::Usage(format!("catalog {CATALOG} missing")))?;
+        let library = crm
+            .schema("pg_catalog")
+            .ok_or_else(|| Error::Usage("pg_catalog was not registered".into()))?;
+        crm.register_schema(
+            "pg_catalog",
+            Arc::new(catalog::PgCatalogOverlay::new(
+                library,
+                engine.catalog_list().clone(),
+            )),
+        )?;
         let shared = Arc::new(Shared {
             users: Arc::new(config.users.clone()),
             engine,
@@ -476,6 +505,8 @@ struct Connection {
 /// Filled in when the login succeeds.
 struct ConnState {
     info: Arc<SessionInfo>,
+    /// A `COPY … FROM STDIN` waiting for its data.
+    copy: Arc<copy::CopySlot>,
     service: OnceLock<Arc<DfSessionService>>,
     limits: OnceLock<Limits>,
     /// Stand-in session before login (never has tables).
@@ -486,6 +517,7 @@ impl Connection {
     fn new(shared: Arc<Shared>) -> Connection {
         let state = Arc::new(ConnState {
             info: SessionInfo::new(),
+            copy: Arc::new(copy::CopySlot::default()),
             service: OnceLock::new(),
             limits: OnceLock::new(),
             locked: Arc::new(DfSessionService::new_with_hooks(
@@ -549,6 +581,13 @@ impl PgWireServerHandlers for Connection {
         Arc::new(Cancels {
             shared: self.shared.clone(),
         })
+    }
+
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        Arc::new(copy::WireCopyHandler::new(
+            self.state.copy.clone(),
+            self.shared.engine.clone(),
+        ))
     }
 }
 
@@ -670,9 +709,10 @@ impl Startup {
         if let Ok(mut u) = self.state.info.user.write() {
             *u = user.to_string();
         }
-        let ctx = self.shared.engine.session();
-        setup_pg_catalog(&ctx, CATALOG, RoleCatalog::new(&self.shared.config.users))
-            .map_err(|e| Error::DataFusion(*e))?;
+        let ctx = with_pg_functions(
+            self.shared.engine.session(),
+            RoleCatalog::new(&self.shared.config.users),
+        )?;
         functions::register(&ctx, &self.state.info);
         let ctx = if role == Role::Viewer {
             masking::masked_session(ctx).await?
@@ -686,6 +726,10 @@ impl Startup {
         }
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
             Arc::new(GateHook::new(role, self.state.info.clone())),
+            // COPY … TO 'file' (admins only, after the gate) through the atomic writer
+            Arc::new(crate::export::copy::CopyToHook),
+            // COPY … TO STDOUT (anyone) and COPY … FROM STDIN (admins, after the gate)
+            Arc::new(copy::WireCopyHook::new(self.state.copy.clone())),
             Arc::new(CursorStatementHook),
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),
@@ -695,6 +739,29 @@ impl Startup {
         tracing::info!(user, %role, "session opened");
         Ok(())
     }
+}
+
+/// `ctx` with datafusion-pg-catalog's functions and type planner. The
+/// library's setup also registers a fresh pg_catalog schema; that goes to a
+/// scratch catalog here, so the shared one (registered once by
+/// [`Server::start`], with its OIDs) is never replaced by a connecting client.
+fn with_pg_functions(ctx: SessionContext, roles: RoleCatalog) -> Result<SessionContext> {
+    use datafusion::catalog::{
+        CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
+    };
+    use datafusion::execution::SessionStateBuilder;
+    let scratch_catalogs = Arc::new(MemoryCatalogProviderList::new());
+    scratch_catalogs.register_catalog(CATALOG.to_string(), Arc::new(MemoryCatalogProvider::new()));
+    let scratch = SessionContext::new_with_state(
+        SessionStateBuilder::new_from_existing(ctx.state())
+            .with_catalog_list(scratch_catalogs)
+            .build(),
+    );
+    setup_pg_catalog(&scratch, CATALOG, roles).map_err(|e| Error::DataFusion(*e))?;
+    let state = SessionStateBuilder::new_from_existing(scratch.state())
+        .with_catalog_list(ctx.state().catalog_list().clone())
+        .build();
+    Ok(SessionContext::new_with_state(state))
 }
 
 struct Cancels {
@@ -853,5 +920,14 @@ impl QueryParser for Parser {
         service
             .query_parser()
             .get_result_schema(stmt, column_format)
+    }
+}
+
+/// Aborts a background task when dropped (when `serve` returns).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -7,69 +7,56 @@
 //! - unaliased `current_user` / `session_user` / `user` in a select list get
 //!   their own names as aliases (the library renames all of them to
 //!   `session_user`, which made `SELECT current_user, session_user` fail);
-//! - `LIKE … ESCAPE '/'` (SQLAlchemy) becomes the backslash escape DataFusion
-//!   supports.
+//! - `x LIKE p ESCAPE 'e'` (SQLAlchemy sends `ESCAPE '/'`, often with a bound
+//!   pattern) becomes `x LIKE like_escape(p, 'e')`, the backslash-escaped
+//!   pattern DataFusion supports;
+//! - the set-returning `generate_subscripts(…)` and
+//!   `information_schema._pg_expandarray(…)` become `unnest(…)` of their
+//!   array-valued versions ([`super::srf`]);
+//! - `(expr).field`, PostgreSQL's field access on a composite value, becomes
+//!   `(expr)['field']`;
+//! - a correlated scalar subquery over pg_catalog tables nested inside a
+//!   select-list expression (SQLAlchemy looks up column defaults, identity
+//!   options and collations with `CASE WHEN … THEN (SELECT … WHERE
+//!   attrelid = outer.attrelid) END`) becomes NULL: DataFusion cannot plan a
+//!   subquery under CASE, and crmdb's columns have no defaults, identity or
+//!   collation, so NULL is the answer PostgreSQL gives. Subqueries reading
+//!   data tables are left alone (an error, never a wrong answer).
 //!
 //! A statement that does not parse here is passed on unchanged, so the
-//! library's parser reports the error.
+//! library's parser reports the error; one that needs no rewrite is passed on
+//! as the client wrote it.
 
+use std::collections::HashSet;
 use std::ops::ControlFlow;
 
+use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, SelectItem, Statement,
-    Value, ValueWithSpan, VisitorMut, visit_expressions_mut, visit_statements_mut,
+    AccessExpr, BinaryOperator, CaseWhen, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArgumentList, FunctionArguments, Ident, ObjectName, ObjectNamePart, Query, SelectItem,
+    SetExpr, Statement, Subscript, TableFactor, Value, ValueWithSpan, VisitorMut,
+    visit_expressions, visit_expressions_mut, visit_statements_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
+use super::srf::ARRAY_VALUED_SRFS;
+
 /// Rewrite `sql` if it needs it; `None` when nothing changed.
 pub fn rewrite(sql: &str) -> Option<String> {
-    let lower = sql.to_ascii_lowercase();
-    let wanted = [
-        "to_char",
-        "to_timestamp",
-        "to_date",
-        "current_user",
-        "session_user",
-        "escape",
-    ]
-    .iter()
-    .any(|k| lower.contains(k))
-        || lower.contains("user,")
-        || lower.ends_with("user");
-    if !wanted {
-        return None;
-    }
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
     let mut changed = false;
+    // expressions first: `ARRAY(SELECT …)` becomes a subquery the select-list
+    // pass may then recognise as a correlated catalog lookup
+    let _ = visit_expressions_mut(&mut statements, |e: &mut Expr| {
+        changed |= rewrite_expr(e);
+        ControlFlow::<()>::Continue(())
+    });
     let _ = visit_statements_mut(&mut statements, |s: &mut Statement| {
-        let mut v = AliasUsers {
+        let mut v = SelectLists {
             changed: &mut changed,
         };
         let _ = s.visit(&mut v);
-        ControlFlow::<()>::Continue(())
-    });
-    let _ = visit_expressions_mut(&mut statements, |e: &mut Expr| {
-        match e {
-            Expr::Function(f) => changed |= translate_format(f),
-            Expr::Like {
-                escape_char: Some(esc),
-                pattern,
-                ..
-            }
-            | Expr::ILike {
-                escape_char: Some(esc),
-                pattern,
-                ..
-            } => {
-                if let Some(new) = rebase_escape(&esc.value, pattern) {
-                    **pattern = new;
-                    esc.value = Value::SingleQuotedString("\\".into());
-                    changed = true;
-                }
-            }
-            _ => {}
-        }
         ControlFlow::<()>::Continue(())
     });
     if !changed {
@@ -84,39 +71,288 @@ pub fn rewrite(sql: &str) -> Option<String> {
     )
 }
 
+/// The expression-level rewrites (visited bottom-up); true when `e` changed.
+fn rewrite_expr(e: &mut Expr) -> bool {
+    match e {
+        Expr::Function(f) => {
+            if translate_format(f) {
+                return true;
+            }
+            if let Some(srf) = array_valued_srf(f) {
+                *e = call("unnest", vec![srf]);
+                return true;
+            }
+            if let Some(q) = array_subquery(f) {
+                *e = Expr::Subquery(Box::new(q));
+                return true;
+            }
+            false
+        }
+        Expr::Like {
+            escape_char: escape @ Some(_),
+            pattern,
+            ..
+        }
+        | Expr::ILike {
+            escape_char: escape @ Some(_),
+            pattern,
+            ..
+        } => {
+            let Some(esc) = escape.take() else {
+                return false;
+            };
+            if matches!(&esc.value, Value::SingleQuotedString(s) if s == "\\") {
+                *escape = Some(esc);
+                return false;
+            }
+            let p = std::mem::replace(pattern.as_mut(), Expr::value(Value::Null));
+            **pattern = call("like_escape", vec![p, Expr::Value(esc)]);
+            true
+        }
+        Expr::CompoundFieldAccess { access_chain, .. } => {
+            let mut changed = false;
+            for access in access_chain.iter_mut() {
+                if let AccessExpr::Dot(Expr::Identifier(field)) = access {
+                    let name = match field.quote_style {
+                        Some(_) => field.value.clone(),
+                        None => field.value.to_ascii_lowercase(),
+                    };
+                    *access = AccessExpr::Subscript(Subscript::Index {
+                        index: Expr::value(Value::SingleQuotedString(name)),
+                    });
+                    changed = true;
+                }
+            }
+            changed
+        }
+        _ => false,
+    }
+}
+
+/// `name(args)` as an expression.
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+                .collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
+}
+
+/// `generate_subscripts(…)` / `information_schema._pg_expandarray(…)`: the
+/// unqualified call of the array-valued version, for `unnest`.
+fn array_valued_srf(f: &Function) -> Option<Expr> {
+    let last = match f.name.0.last()? {
+        ObjectNamePart::Identifier(id) => id.value.to_ascii_lowercase(),
+        _ => return None,
+    };
+    if !ARRAY_VALUED_SRFS.contains(&last.as_str()) {
+        return None;
+    }
+    let mut srf = f.clone();
+    srf.name = ObjectName::from(vec![Ident::new(last)]);
+    Some(Expr::Function(srf))
+}
+
+/// `ARRAY(SELECT x FROM …)` (psql's `\du` lists role memberships with it),
+/// which DataFusion cannot plan: the scalar subquery
+/// `(SELECT array_agg(x) FROM …)`. The one difference: no rows give NULL,
+/// not an empty array.
+fn array_subquery(f: &Function) -> Option<Query> {
+    let [ObjectNamePart::Identifier(id)] = f.name.0.as_slice() else {
+        return None;
+    };
+    if !id.value.eq_ignore_ascii_case("array") {
+        return None;
+    }
+    let FunctionArguments::Subquery(q) = &f.args else {
+        return None;
+    };
+    let mut q = (**q).clone();
+    let SetExpr::Select(select) = q.body.as_mut() else {
+        return None;
+    };
+    let [item] = select.projection.as_mut_slice() else {
+        return None;
+    };
+    let expr = match item {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+        _ => return None,
+    };
+    let inner = std::mem::replace(expr, Expr::value(Value::Null));
+    *expr = call("array_agg", vec![inner]);
+    Some(q)
+}
+
 use datafusion::sql::sqlparser::ast::VisitMut;
 
-struct AliasUsers<'a> {
+/// The select-list rewrites, applied to every query block.
+struct SelectLists<'a> {
     changed: &'a mut bool,
 }
 
-impl VisitorMut for AliasUsers<'_> {
+impl VisitorMut for SelectLists<'_> {
     type Break = ();
-    fn pre_visit_query(
-        &mut self,
-        query: &mut datafusion::sql::sqlparser::ast::Query,
-    ) -> ControlFlow<()> {
-        if let datafusion::sql::sqlparser::ast::SetExpr::Select(select) = query.body.as_mut() {
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let SetExpr::Select(select) = query.body.as_mut() {
             for item in &mut select.projection {
-                if let SelectItem::UnnamedExpr(Expr::Function(f)) = item
-                    && matches!(f.args, FunctionArguments::None)
-                    && f.name.0.len() == 1
-                {
-                    let name = f.name.to_string().to_ascii_lowercase();
-                    if ["current_user", "session_user", "user", "current_role"]
-                        .contains(&name.as_str())
+                *self.changed |= alias_user(item);
+                let expr = match item {
+                    SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+                    _ => continue,
+                };
+                if matches!(expr, Expr::Subquery(_)) {
+                    // datafusion-postgres handles a subquery that is the whole item
+                    continue;
+                }
+                let _ = visit_expressions_mut(expr, |e: &mut Expr| {
+                    if let Expr::Subquery(q) = e
+                        && is_correlated_catalog_lookup(q)
                     {
-                        *item = SelectItem::ExprWithAlias {
-                            expr: Expr::Function(f.clone()),
-                            alias: Ident::with_quote('"', name),
-                        };
+                        *e = null_keeping_placeholders(q);
                         *self.changed = true;
                     }
-                }
+                    ControlFlow::<()>::Continue(())
+                });
             }
         }
         ControlFlow::Continue(())
     }
+}
+
+/// NULL standing in for `query`, still mentioning its placeholders: the
+/// server numbers a prepared statement's parameters by the placeholders left
+/// in the plan, so dropping `$3` would shift the type of every later one
+/// (SQLAlchemy binds `$10` as an integer after eight strings in the
+/// subqueries it sends). `CASE WHEN p1 IS NULL AND … THEN NULL END` keeps
+/// each placeholder with its cast.
+fn null_keeping_placeholders(query: &Query) -> Expr {
+    let mut kept: Vec<Expr> = Vec::new();
+    let _ = visit_expressions(query, |e: &Expr| {
+        match e {
+            Expr::Cast { expr, .. } if matches!(expr.as_ref(), Expr::Value(v) if matches!(v.value, Value::Placeholder(_))) =>
+            {
+                kept.push(e.clone());
+            }
+            Expr::Value(v)
+                if matches!(v.value, Value::Placeholder(_))
+                    && !kept
+                        .iter()
+                        .any(|k| matches!(k, Expr::Cast { expr, .. } if expr.as_ref() == e)) =>
+            {
+                kept.push(e.clone());
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    let null = Expr::value(Value::Null);
+    let Some(condition) = kept
+        .into_iter()
+        .map(|p| Expr::IsNull(Box::new(p)))
+        .reduce(|a, b| Expr::BinaryOp {
+            left: Box::new(a),
+            op: BinaryOperator::And,
+            right: Box::new(b),
+        })
+    else {
+        return null;
+    };
+    Expr::Case {
+        case_token: AttachedToken::empty(),
+        end_token: AttachedToken::empty(),
+        operand: None,
+        conditions: vec![CaseWhen {
+            condition,
+            result: null.clone(),
+        }],
+        else_result: None,
+    }
+}
+
+/// `current_user` → `current_user AS "current_user"` (and the like).
+fn alias_user(item: &mut SelectItem) -> bool {
+    let SelectItem::UnnamedExpr(Expr::Function(f)) = item else {
+        return false;
+    };
+    if !matches!(f.args, FunctionArguments::None) || f.name.0.len() != 1 {
+        return false;
+    }
+    let name = f.name.to_string().to_ascii_lowercase();
+    if !["current_user", "session_user", "user", "current_role"].contains(&name.as_str()) {
+        return false;
+    }
+    *item = SelectItem::ExprWithAlias {
+        expr: Expr::Function(f.clone()),
+        alias: Ident::with_quote('"', name),
+    };
+    true
+}
+
+/// A scalar subquery that reads only pg_catalog / information_schema tables
+/// and refers to a table of the enclosing query.
+fn is_correlated_catalog_lookup(query: &Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
+    let mut own = HashSet::new();
+    for from in &select.from {
+        for factor in std::iter::once(&from.relation).chain(from.joins.iter().map(|j| &j.relation))
+        {
+            let TableFactor::Table {
+                name,
+                alias,
+                args: None,
+                ..
+            } = factor
+            else {
+                return false;
+            };
+            let parts: Vec<String> = name
+                .0
+                .iter()
+                .filter_map(|p| match p {
+                    ObjectNamePart::Identifier(id) => Some(id.value.to_ascii_lowercase()),
+                    _ => None,
+                })
+                .collect();
+            let catalog = match parts.as_slice() {
+                [schema, _] => schema == "pg_catalog" || schema == "information_schema",
+                [table] => table.starts_with("pg_"),
+                _ => false,
+            };
+            if !catalog {
+                return false;
+            }
+            own.extend(parts.last().cloned());
+            own.extend(alias.as_ref().map(|a| a.name.value.to_ascii_lowercase()));
+        }
+    }
+    if own.is_empty() {
+        return false;
+    }
+    let mut correlated = false;
+    let _ = visit_expressions(select.as_ref(), |e: &Expr| {
+        if let Expr::CompoundIdentifier(parts) = e
+            && parts.len() >= 2
+            && !own.contains(&parts[parts.len() - 2].value.to_ascii_lowercase())
+        {
+            correlated = true;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    correlated
 }
 
 /// `to_char(x, 'PG format')` etc.: translate the literal format in place.
@@ -223,44 +459,6 @@ pub fn pg_to_chrono(pg: &str) -> Option<String> {
     Some(out)
 }
 
-/// Re-escape a LIKE pattern written with escape character `esc` so it uses
-/// the backslash instead.
-fn rebase_escape(esc: &Value, pattern: &Expr) -> Option<Expr> {
-    let Value::SingleQuotedString(esc) = esc else {
-        return None;
-    };
-    let mut chars = esc.chars();
-    let (Some(e), None) = (chars.next(), chars.next()) else {
-        return None;
-    };
-    if e == '\\' {
-        return None;
-    }
-    let Expr::Value(ValueWithSpan {
-        value: Value::SingleQuotedString(p),
-        span,
-    }) = pattern
-    else {
-        return None;
-    };
-    let mut out = String::new();
-    let mut it = p.chars();
-    while let Some(c) = it.next() {
-        if c == e {
-            out.push('\\');
-            out.push(it.next()?);
-        } else if c == '\\' {
-            out.push_str("\\\\");
-        } else {
-            out.push(c);
-        }
-    }
-    Some(Expr::Value(ValueWithSpan {
-        value: Value::SingleQuotedString(out),
-        span: *span,
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,11 +496,90 @@ mod tests {
             rewrite("SELECT current_user, session_user").as_deref(),
             Some("SELECT current_user AS \"current_user\", session_user AS \"session_user\"")
         );
-        assert_eq!(
-            rewrite("SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg/_%' ESCAPE '/'")
-                .as_deref(),
-            Some("SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' ESCAPE '\\'")
-        );
         assert_eq!(rewrite("SELEC current_user"), None);
+        assert_eq!(
+            rewrite("SELECT r.rolname, ARRAY(SELECT b.rolname FROM pg_roles b WHERE b.oid = r.oid) AS memberof FROM pg_roles r").as_deref(),
+            Some("SELECT r.rolname, (SELECT array_agg(b.rolname) FROM pg_roles b WHERE b.oid = r.oid) AS memberof FROM pg_roles r")
+        );
+    }
+
+    #[test]
+    fn like_with_another_escape_goes_through_like_escape() {
+        assert_eq!(
+            rewrite("SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE $1::VARCHAR || '%' ESCAPE '/'")
+                .as_deref(),
+            Some("SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE like_escape($1::VARCHAR || '%', '/')")
+        );
+        assert_eq!(
+            rewrite("SELECT 1 WHERE 'a' ILIKE 'A!%' ESCAPE '!'").as_deref(),
+            Some("SELECT 1 WHERE 'a' ILIKE like_escape('A!%', '!')")
+        );
+        assert_eq!(rewrite("SELECT 1 WHERE 'a' LIKE 'a\\_' ESCAPE '\\'"), None);
+    }
+
+    #[test]
+    fn set_returning_functions_and_field_access() {
+        // pgjdbc's DatabaseMetaData.getPrimaryKeys
+        assert_eq!(
+            rewrite(
+                "SELECT (information_schema._pg_expandarray(i.indkey)).n AS KEY_SEQ, \
+                 information_schema._pg_expandarray(i.indkey) AS KEYS FROM pg_catalog.pg_index i"
+            )
+            .as_deref(),
+            Some(
+                "SELECT (unnest(_pg_expandarray(i.indkey)))['n'] AS KEY_SEQ, \
+                 unnest(_pg_expandarray(i.indkey)) AS KEYS FROM pg_catalog.pg_index i"
+            )
+        );
+        assert_eq!(
+            rewrite("SELECT r.a FROM r WHERE r.a = (r.KEYS).x").as_deref(),
+            Some("SELECT r.a FROM r WHERE r.a = (r.KEYS)['x']")
+        );
+        // SQLAlchemy's key columns
+        assert_eq!(
+            rewrite("SELECT unnest(indkey) AS attnum, generate_subscripts(indkey, 1) AS ord FROM pg_index")
+                .as_deref(),
+            Some("SELECT unnest(indkey) AS attnum, unnest(generate_subscripts(indkey, 1)) AS ord FROM pg_index")
+        );
+    }
+
+    #[test]
+    fn dropped_subqueries_keep_their_placeholders() {
+        let sql = "SELECT a.attname, CASE WHEN a.attidentity != $1::VARCHAR THEN (SELECT json_build_object($2::VARCHAR, s.seqstart) \
+                   FROM pg_catalog.pg_sequence s WHERE a.attidentity != $3 AND s.seqrelid = a.attrelid) END AS ident \
+                   FROM pg_catalog.pg_attribute a WHERE a.attnum > $4::SMALLINT";
+        assert_eq!(
+            rewrite(sql).as_deref(),
+            Some(
+                "SELECT a.attname, CASE WHEN a.attidentity <> $1::VARCHAR THEN CASE WHEN $2::VARCHAR IS NULL AND $3 IS NULL THEN NULL END END AS ident \
+                 FROM pg_catalog.pg_attribute a WHERE a.attnum > $4::SMALLINT"
+            )
+        );
+    }
+
+    #[test]
+    fn correlated_catalog_lookups_under_case_become_null() {
+        let sql = "SELECT a.attname, CASE WHEN a.atthasdef THEN (SELECT pg_get_expr(d.adbin, d.adrelid) \
+                   FROM pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid) ELSE NULL END AS dflt \
+                   FROM pg_catalog.pg_attribute a";
+        assert_eq!(
+            rewrite(sql).as_deref(),
+            Some(
+                "SELECT a.attname, CASE WHEN a.atthasdef THEN NULL ELSE NULL END AS dflt FROM pg_catalog.pg_attribute a"
+            )
+        );
+        // a data table, or no correlation: left to DataFusion
+        assert_eq!(
+            rewrite(
+                "SELECT CASE WHEN c.x THEN (SELECT max(o.amount) FROM orders o WHERE o.customer_id = c.customer_id) END FROM customers c"
+            ),
+            None
+        );
+        assert_eq!(
+            rewrite(
+                "SELECT CASE WHEN true THEN (SELECT max(oid) FROM pg_catalog.pg_class c WHERE c.relkind = 'r') END"
+            ),
+            None
+        );
     }
 }

@@ -1,5 +1,6 @@
 """psycopg 3 against crmdb serve: server-side parameters, binary results,
-prepared statements (run past prepare_threshold), cancel(), statement_timeout.
+prepared statements (run past prepare_threshold), cancel(), statement_timeout,
+COPY … TO STDOUT.
 
 Usage: python3 psycopg3_test.py HOST PORT PASSWORD
 Expects the test store of tests/it/server.rs (3 customers, 4 orders).
@@ -80,5 +81,17 @@ with psycopg.connect(dsn) as conn:
     assert took < 8, took
     conn.rollback()
     assert conn.execute("SELECT 1 + 1").fetchone() == (2,)
+
+# COPY … TO STDOUT: text rows, and CSV with a header
+with psycopg.connect(dsn, autocommit=True) as conn:
+    cur = conn.cursor()
+    with cur.copy("COPY (SELECT order_id, discount FROM orders ORDER BY order_id) TO STDOUT") as copy:
+        rows = [tuple(r) for r in copy.rows()]
+    assert rows == [("10", "0.00"), ("11", "5.00"), ("12", None), ("13", None)], rows
+    data = bytearray()
+    with cur.copy("COPY (SELECT customer_id, city FROM customers ORDER BY 1) TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
+        for block in copy:
+            data += block
+    assert data.decode() == "customer_id,city\n1,Berlin\n2,Paris\n3,Rome\n", data.decode()
 
 print("OK")

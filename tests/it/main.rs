@@ -5,6 +5,9 @@
 
 mod cli;
 mod clients;
+mod export;
 mod ingest;
 mod server;
+mod server_copy;
 mod slt;
+mod views;
