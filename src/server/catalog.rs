@@ -630,7 +630,11 @@ where
         match value {
             None => builder.append_null(),
             Some(v) => {
-                let inner = v.trim().trim_start_matches('{').trim_end_matches('}');
+                // PostgreSQL's `{1,2}`, int2vector's `1 2`, and Arrow's `[1, 2]`
+                // (crmdb's own key rows, cast to the library's text column)
+                let inner = v
+                    .trim()
+                    .trim_matches(|c| matches!(c, '{' | '}' | '[' | ']'));
                 for item in inner.split([' ', ',']).filter(|s| !s.is_empty()) {
                     let parsed = item.parse::<T::Native>().map_err(|_| {
                         DataFusionError::Internal(format!(

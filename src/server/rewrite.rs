@@ -33,8 +33,8 @@ use std::ops::ControlFlow;
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
     AccessExpr, BinaryOperator, CaseWhen, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentList, FunctionArguments, Ident, ObjectName, ObjectNamePart, Query, SelectItem,
-    SetExpr, Statement, Subscript, TableFactor, Value, ValueWithSpan, VisitorMut,
+    FunctionArgumentList, FunctionArguments, Ident, ObjectName, ObjectNamePart, OrderByKind, Query,
+    SelectItem, SetExpr, Statement, Subscript, TableFactor, Value, ValueWithSpan, VisitorMut,
     visit_expressions, visit_expressions_mut, visit_statements_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -109,6 +109,26 @@ fn rewrite_expr(e: &mut Expr) -> bool {
             **pattern = call("like_escape", vec![p, Expr::Value(esc)]);
             true
         }
+        Expr::InSubquery {
+            expr,
+            subquery,
+            negated,
+        } if is_search_path_lookup(subquery) => {
+            // `current_user` stands for "$user", as PostgreSQL resolves it
+            let list = vec![
+                Expr::Function(Function {
+                    args: FunctionArguments::None,
+                    ..function_named("current_user")
+                }),
+                Expr::value(Value::SingleQuotedString("public".into())),
+            ];
+            *e = Expr::InList {
+                expr: expr.clone(),
+                list,
+                negated: *negated,
+            };
+            true
+        }
         Expr::CompoundFieldAccess { access_chain, .. } => {
             let mut changed = false;
             for access in access_chain.iter_mut() {
@@ -126,6 +146,33 @@ fn rewrite_expr(e: &mut Expr) -> bool {
             changed
         }
         _ => false,
+    }
+}
+
+/// The schemas of the search path, as Grafana computes them:
+/// `SELECT CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
+/// FROM generate_series(…) AS i, string_to_array(current_setting('search_path'), ',') s`.
+/// DataFusion cannot run an IN subquery inside a select-list CASE, so
+/// `x IN (that)` becomes `x IN (current_user, 'public')`, the search path
+/// every crmdb session has (crm.public is the only schema with tables).
+fn is_search_path_lookup(q: &Query) -> bool {
+    let text = q.to_string().to_ascii_lowercase();
+    text.contains("current_setting('search_path')")
+        && text.contains("string_to_array")
+        && text.contains("generate_series")
+        && text.contains("$user")
+}
+
+fn function_named(name: &str) -> Function {
+    Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::None,
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
     }
 }
 
@@ -195,6 +242,146 @@ fn array_subquery(f: &Function) -> Option<Query> {
     Some(q)
 }
 
+/// A subquery in ORDER BY (Grafana sorts tables on the search path first
+/// with `ORDER BY CASE WHEN schema IN (SELECT …) THEN 0 ELSE 1 END`), which
+/// DataFusion cannot plan in a sort: the expression is computed as a hidden
+/// column of the select and sorted on outside it,
+/// `SELECT a, b FROM (SELECT a, b, <expr> AS __crmdb_sort_1 …) AS __crmdb_sorted
+/// ORDER BY __crmdb_sort_1`. Only for a plain select whose items all have
+/// names (aliases or columns).
+fn sort_subqueries_into_projection(query: &Query) -> Option<Query> {
+    let order = query.order_by.as_ref()?;
+    let OrderByKind::Expressions(exprs) = &order.kind else {
+        return None;
+    };
+    let has_subquery = |e: &Expr| {
+        let mut found = false;
+        let _ = datafusion::sql::sqlparser::ast::visit_expressions(e, |x: &Expr| {
+            if matches!(
+                x,
+                Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. }
+            ) {
+                found = true;
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        found
+    };
+    if !exprs.iter().any(|o| has_subquery(&o.expr)) {
+        return None;
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    if select.distinct.is_some() {
+        return None;
+    }
+    let mut names = Vec::with_capacity(select.projection.len());
+    for item in &select.projection {
+        names.push(match item {
+            SelectItem::ExprWithAlias { alias, .. } => alias.clone(),
+            SelectItem::UnnamedExpr(Expr::Identifier(id)) => id.clone(),
+            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(ids)) => ids.last()?.clone(),
+            _ => return None,
+        });
+    }
+    let mut inner = (**select).clone();
+    let mut outer_order = Vec::with_capacity(exprs.len());
+    for (k, o) in exprs.iter().enumerate() {
+        if has_subquery(&o.expr) {
+            let hidden = Ident::new(format!("__crmdb_sort_{}", k + 1));
+            inner.projection.push(SelectItem::ExprWithAlias {
+                expr: o.expr.clone(),
+                alias: hidden.clone(),
+            });
+            outer_order.push(format!("{hidden} {}", o.options));
+        } else {
+            outer_order.push(o.to_string());
+        }
+    }
+    let with = query
+        .with
+        .as_ref()
+        .map(|w| format!("{w} "))
+        .unwrap_or_default();
+    let limit = query
+        .limit_clause
+        .as_ref()
+        .map(|l| l.to_string())
+        .unwrap_or_default();
+    let sql = format!(
+        "{with}SELECT {} FROM ({inner}) AS __crmdb_sorted ORDER BY {}{limit}",
+        names
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        outer_order.join(", ")
+    );
+    match Parser::parse_sql(&PostgreSqlDialect {}, &sql).ok()?.pop()? {
+        Statement::Query(q) => Some(*q),
+        _ => None,
+    }
+}
+
+/// Scalar functions PostgreSQL allows in FROM (one row, one column named
+/// after the alias) that DataFusion only knows as scalar functions.
+const SCALAR_FUNCTIONS_IN_FROM: &[&str] = &["string_to_array", "current_schemas"];
+
+/// PostgreSQL names the single column of a function in FROM after the alias:
+/// `generate_series(1, 3) AS i` has a column `i` (DataFusion's is `value`),
+/// and a scalar function in FROM is a one-row table (Grafana looks up the
+/// search path with `FROM generate_series(…) AS i, string_to_array(…) s`).
+/// Both become derived tables: `(SELECT value AS i FROM generate_series(…)) AS i`
+/// and `(SELECT string_to_array(…) AS s) AS s`.
+fn function_in_from(factor: &TableFactor) -> Option<TableFactor> {
+    let TableFactor::Table {
+        name,
+        alias: Some(alias),
+        args: Some(args),
+        with_ordinality: false,
+        ..
+    } = factor
+    else {
+        return None;
+    };
+    if !alias.columns.is_empty() || args.settings.is_some() {
+        return None;
+    }
+    let function = match name.0.last()? {
+        ObjectNamePart::Identifier(id) => id.value.to_ascii_lowercase(),
+        _ => return None,
+    };
+    let call = format!(
+        "{name}({})",
+        args.args
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let alias_name = &alias.name;
+    let subquery = if function == "generate_series" {
+        format!("SELECT value AS {alias_name} FROM {call}")
+    } else if SCALAR_FUNCTIONS_IN_FROM.contains(&function.as_str()) {
+        format!("SELECT {call} AS {alias_name}")
+    } else {
+        return None;
+    };
+    let statement = Parser::parse_sql(&PostgreSqlDialect {}, &subquery)
+        .ok()?
+        .pop()?;
+    let Statement::Query(query) = statement else {
+        return None;
+    };
+    Some(TableFactor::Derived {
+        lateral: false,
+        subquery: query,
+        alias: Some(alias.clone()),
+        sample: None,
+    })
+}
+
 use datafusion::sql::sqlparser::ast::VisitMut;
 
 /// The select-list rewrites, applied to every query block.
@@ -204,7 +391,19 @@ struct SelectLists<'a> {
 
 impl VisitorMut for SelectLists<'_> {
     type Break = ();
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        if let Some(derived) = function_in_from(factor) {
+            *factor = derived;
+            *self.changed = true;
+        }
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let Some(q) = sort_subqueries_into_projection(query) {
+            *query = q;
+            *self.changed = true;
+        }
         if let SetExpr::Select(select) = query.body.as_mut() {
             for item in &mut select.projection {
                 *self.changed |= alias_user(item);
@@ -497,6 +696,17 @@ mod tests {
             Some("SELECT current_user AS \"current_user\", session_user AS \"session_user\"")
         );
         assert_eq!(rewrite("SELEC current_user"), None);
+        assert_eq!(
+            rewrite("SELECT trim(s[i]) FROM generate_series(1, 2) AS i, string_to_array(current_setting('search_path'), ',') s").as_deref(),
+            Some("SELECT TRIM(s[i]) FROM (SELECT value AS i FROM generate_series(1, 2)) AS i, (SELECT string_to_array(current_setting('search_path'), ',') AS s) s")
+        );
+        assert_eq!(
+            rewrite("SELECT name AS \"table\" FROM t ORDER BY CASE WHEN s IN (SELECT x FROM u) THEN 0 ELSE 1 END, 1 LIMIT 5").as_deref(),
+            Some("SELECT \"table\" FROM (SELECT name AS \"table\", CASE WHEN s IN (SELECT x FROM u) THEN 0 ELSE 1 END AS __crmdb_sort_1 FROM t) AS __crmdb_sorted ORDER BY __crmdb_sort_1, 1 LIMIT 5")
+        );
+        // a column alias list, or a real table function, is left alone
+        assert_eq!(rewrite("SELECT x FROM generate_series(1, 2) AS t(x)"), None);
+        assert_eq!(rewrite("SELECT * FROM unnest([1, 2]) AS u"), None);
         assert_eq!(
             rewrite("SELECT r.rolname, ARRAY(SELECT b.rolname FROM pg_roles b WHERE b.oid = r.oid) AS memberof FROM pg_roles r").as_deref(),
             Some("SELECT r.rolname, (SELECT array_agg(b.rolname) FROM pg_roles b WHERE b.oid = r.oid) AS memberof FROM pg_roles r")

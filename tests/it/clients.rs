@@ -46,7 +46,7 @@ fn asyncpg() {
 }
 
 #[test]
-#[ignore = "in progress: get_pk_constraint's pg_constraint.conkey join still fails (conkey kept as text)"]
+#[ignore = "in progress: schema, table, view, column and primary-key reflection pass; get_indexes needs pg_get_indexdef"]
 fn sqlalchemy_inspector() {
     run("python3", &["sqlalchemy_test.py"]);
 }
@@ -62,4 +62,9 @@ fn pgjdbc() {
 #[test]
 fn node_postgres() {
     run("node", &["node_pg_test.js"]);
+}
+
+#[test]
+fn bi_tools_startup_queries() {
+    run("python3", &["bi_replay.py"]);
 }
