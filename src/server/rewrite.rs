@@ -348,10 +348,13 @@ fn function_in_from(factor: &TableFactor) -> Option<TableFactor> {
     if !alias.columns.is_empty() || args.settings.is_some() {
         return None;
     }
-    let function = match name.0.last()? {
-        ObjectNamePart::Identifier(id) => id.value.to_ascii_lowercase(),
-        _ => return None,
+    // Unqualified names only: psql's catalog queries call
+    // `pg_catalog.generate_series(…) s`, and datafusion-pg-catalog replaces
+    // those whole queries by matching their exact text.
+    let [ObjectNamePart::Identifier(id)] = name.0.as_slice() else {
+        return None;
     };
+    let function = id.value.to_ascii_lowercase();
     let call = format!(
         "{name}({})",
         args.args
@@ -707,6 +710,10 @@ mod tests {
         // a column alias list, or a real table function, is left alone
         assert_eq!(rewrite("SELECT x FROM generate_series(1, 2) AS t(x)"), None);
         assert_eq!(rewrite("SELECT * FROM unnest([1, 2]) AS u"), None);
+        assert_eq!(
+            rewrite("SELECT s FROM pg_catalog.generate_series(0, 2) s"),
+            None
+        );
         assert_eq!(
             rewrite("SELECT r.rolname, ARRAY(SELECT b.rolname FROM pg_roles b WHERE b.oid = r.oid) AS memberof FROM pg_roles r").as_deref(),
             Some("SELECT r.rolname, (SELECT array_agg(b.rolname) FROM pg_roles b WHERE b.oid = r.oid) AS memberof FROM pg_roles r")
