@@ -54,11 +54,51 @@ const BTREE_AM_OID: i32 = 403;
 /// `pg_type.oid` of numeric.
 const NUMERIC_OID: i32 = 1700;
 
+/// The primary-key indexes the overlay has listed, by index OID, for
+/// `pg_get_indexdef`: (schema, table, index name, key column names). Filled
+/// whenever pg_class, pg_index or pg_constraint is planned, which a query
+/// that learns an index's OID has done before it asks for its definition.
+#[derive(Debug, Default)]
+pub struct IndexDefs {
+    by_oid: std::sync::RwLock<HashMap<i32, IndexDef>>,
+}
+
+#[derive(Debug, Clone)]
+struct IndexDef {
+    schema: String,
+    table: String,
+    index: String,
+    columns: Vec<String>,
+}
+
+impl IndexDefs {
+    /// `pg_get_indexdef(oid, column, pretty)`: column 0 is the whole
+    /// `CREATE UNIQUE INDEX` statement, column k the k-th key column's name;
+    /// NULL for an OID that is not an index (as PostgreSQL).
+    pub fn definition(&self, oid: i32, column: i32) -> Option<String> {
+        let map = self.by_oid.read().ok()?;
+        let def = map.get(&oid)?;
+        if column == 0 {
+            Some(format!(
+                "CREATE UNIQUE INDEX {} ON {}.{} USING btree ({})",
+                def.index,
+                def.schema,
+                def.table,
+                def.columns.join(", ")
+            ))
+        } else {
+            let k = usize::try_from(column).ok()?.checked_sub(1)?;
+            def.columns.get(k).cloned()
+        }
+    }
+}
+
 /// The pg_catalog schema: the library's, with crmdb's amendments.
 #[derive(Debug)]
 pub struct PgCatalogOverlay {
     inner: Arc<dyn SchemaProvider>,
     catalogs: Arc<dyn CatalogProviderList>,
+    indexes: Arc<IndexDefs>,
 }
 
 impl PgCatalogOverlay {
@@ -67,8 +107,13 @@ impl PgCatalogOverlay {
     pub fn new(
         inner: Arc<dyn SchemaProvider>,
         catalogs: Arc<dyn CatalogProviderList>,
+        indexes: Arc<IndexDefs>,
     ) -> PgCatalogOverlay {
-        PgCatalogOverlay { inner, catalogs }
+        PgCatalogOverlay {
+            inner,
+            catalogs,
+            indexes,
+        }
     }
 }
 
@@ -165,6 +210,7 @@ impl SchemaProvider for PgCatalogOverlay {
             schema,
             library: self.inner.clone(),
             catalogs: self.catalogs.clone(),
+            indexes: self.indexes.clone(),
         })))
     }
 
@@ -181,6 +227,7 @@ struct AmendedTable {
     schema: SchemaRef,
     library: Arc<dyn SchemaProvider>,
     catalogs: Arc<dyn CatalogProviderList>,
+    indexes: Arc<IndexDefs>,
 }
 
 #[async_trait]
@@ -258,6 +305,23 @@ impl AmendedTable {
                 namespace_oid: rel.namespace_oid,
                 attnums,
             });
+        }
+        if let Ok(mut map) = self.indexes.by_oid.write() {
+            for k in &keys {
+                map.insert(
+                    k.index_oid(),
+                    IndexDef {
+                        schema: "public".to_string(),
+                        table: k.table.to_string(),
+                        index: k.name(),
+                        columns: TABLES
+                            .iter()
+                            .find(|t| t.name == k.table)
+                            .map(|t| t.key.iter().map(|c| c.to_string()).collect())
+                            .unwrap_or_default(),
+                    },
+                );
+            }
         }
         Ok(Keys(keys))
     }

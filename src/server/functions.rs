@@ -126,6 +126,83 @@ pub fn register(ctx: &SessionContext, info: &Arc<SessionInfo>) {
     super::srf::register(ctx);
 }
 
+/// `pg_get_indexdef(oid [, column, pretty])` over crmdb's primary-key indexes
+/// (psql `\d`, SQLAlchemy `get_indexes`, DBeaver).
+pub fn get_indexdef(indexes: Arc<super::catalog::IndexDefs>) -> ScalarUDF {
+    ScalarUDF::from(GetIndexdefFunc {
+        indexes,
+        signature: Signature::one_of(
+            vec![
+                TypeSignature::Exact(vec![DataType::Int32]),
+                TypeSignature::Exact(vec![DataType::Int32, DataType::Int32]),
+                TypeSignature::Exact(vec![DataType::Int32, DataType::Int64]),
+                TypeSignature::Exact(vec![DataType::Int32, DataType::Int32, DataType::Boolean]),
+                TypeSignature::Exact(vec![DataType::Int32, DataType::Int64, DataType::Boolean]),
+            ],
+            Volatility::Stable,
+        ),
+    })
+}
+
+#[derive(Debug)]
+struct GetIndexdefFunc {
+    indexes: Arc<super::catalog::IndexDefs>,
+    signature: Signature,
+}
+
+impl PartialEq for GetIndexdefFunc {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.indexes, &other.indexes)
+    }
+}
+impl Eq for GetIndexdefFunc {}
+impl Hash for GetIndexdefFunc {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        "pg_get_indexdef".hash(state);
+    }
+}
+
+impl ScalarUDFImpl for GetIndexdefFunc {
+    fn name(&self) -> &str {
+        "pg_get_indexdef"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let oids = arrays[0].as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let cols = arrays
+            .get(1)
+            .map(|a| datafusion::arrow::compute::cast(a, &DataType::Int64))
+            .transpose()?;
+        let cols = cols
+            .as_ref()
+            .map(|a| a.as_primitive::<datafusion::arrow::datatypes::Int64Type>());
+        let mut out = StringBuilder::with_capacity(n, n * 16);
+        for i in 0..n {
+            let column = match cols {
+                Some(c) if c.is_null(i) => None,
+                Some(c) => Some(c.value(i)),
+                None => Some(0),
+            };
+            match (oids.is_null(i), column) {
+                (false, Some(column)) => out.append_option(
+                    i32::try_from(column)
+                        .ok()
+                        .and_then(|c| self.indexes.definition(oids.value(i), c)),
+                ),
+                _ => out.append_null(),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
 /// `pg_function_is_visible(oid)` (psql `\df`): true, as every function is
 /// on the search path (pg_catalog and public are the only schemas).
 fn function_is_visible() -> ScalarUDF {

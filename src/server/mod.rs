@@ -259,6 +259,8 @@ impl Drop for RunningServer {
 /// Everything connections share.
 struct Shared {
     engine: Engine,
+    /// The primary-key indexes listed in pg_catalog, for `pg_get_indexdef`.
+    indexes: Arc<catalog::IndexDefs>,
     config: ServerConfig,
     users: Arc<Vec<UserEntry>>,
     default_timeout: Option<Duration>,
@@ -329,14 +331,17 @@ impl Server {
         let library = crm
             .schema("pg_catalog")
             .ok_or_else(|| Error::Usage("pg_catalog was not registered".into()))?;
+        let indexes = Arc::new(catalog::IndexDefs::default());
         crm.register_schema(
             "pg_catalog",
             Arc::new(catalog::PgCatalogOverlay::new(
                 library,
                 engine.catalog_list().clone(),
+                indexes.clone(),
             )),
         )?;
         let shared = Arc::new(Shared {
+            indexes,
             users: Arc::new(config.users.clone()),
             engine,
             default_timeout,
@@ -714,6 +719,7 @@ impl Startup {
             RoleCatalog::new(&self.shared.config.users),
         )?;
         functions::register(&ctx, &self.state.info);
+        ctx.register_udf(functions::get_indexdef(self.shared.indexes.clone()));
         let ctx = if role == Role::Viewer {
             masking::masked_session(ctx).await?
         } else {

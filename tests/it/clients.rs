@@ -46,7 +46,6 @@ fn asyncpg() {
 }
 
 #[test]
-#[ignore = "in progress: schema, table, view, column and primary-key reflection pass; get_indexes needs pg_get_indexdef"]
 fn sqlalchemy_inspector() {
     run("python3", &["sqlalchemy_test.py"]);
 }

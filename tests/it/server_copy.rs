@@ -133,6 +133,14 @@ fn psql_meta_commands_describe_the_database() {
         orders.contains("order_ts|timestamp with time zone|"),
         "{orders}"
     );
+    let index = query(
+        "analyst",
+        "SELECT pg_get_indexdef(i.indexrelid), pg_get_indexdef(i.indexrelid, 2, true) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relname = 'order_items'",
+    );
+    assert_eq!(
+        index,
+        "CREATE UNIQUE INDEX order_items_pkey ON public.order_items USING btree (order_id, line_no)|line_no"
+    );
     // `\d+` and `\df` are not covered yet (psql's queries need
     // `ARRAY(SELECT … FROM unnest(outer column))` and pg_get_function_result)
 }
