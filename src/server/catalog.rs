@@ -49,6 +49,8 @@ const CONSTRAINT_OID_OFFSET: i32 = 2_000_000;
 /// OID shown for `information_schema` (PostgreSQL assigns it at initdb, in
 /// the 13000s; nothing in crmdb's catalog refers to it).
 const INFORMATION_SCHEMA_OID: i32 = 13_000;
+/// PostgreSQL's OID of `public`, used when no relation names it.
+const PUBLIC_NAMESPACE_OID: i32 = 2200;
 /// `pg_am.oid` of btree.
 const BTREE_AM_OID: i32 = 403;
 /// `pg_type.oid` of numeric.
@@ -61,6 +63,8 @@ const NUMERIC_OID: i32 = 1700;
 #[derive(Debug, Default)]
 pub struct IndexDefs {
     by_oid: std::sync::RwLock<HashMap<i32, IndexDef>>,
+    /// The canonical tables by OID, for `col_description` / `obj_description`.
+    tables: std::sync::RwLock<HashMap<i32, &'static crate::store::schema::TableDef>>,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +76,27 @@ struct IndexDef {
 }
 
 impl IndexDefs {
+    /// `col_description(table_oid, attnum)`: the column's documentation from
+    /// the table definitions (the comment `\d+` shows); NULL elsewhere.
+    pub fn column_comment(&self, table_oid: i32, attnum: i32) -> Option<String> {
+        let tables = self.tables.read().ok()?;
+        let def = tables.get(&table_oid)?;
+        let k = usize::try_from(attnum).ok()?.checked_sub(1)?;
+        def.columns.get(k).map(|c| c.doc.to_string())
+    }
+
+    fn note_tables(&self, relations: &Relations) {
+        if let Ok(mut tables) = self.tables.write() {
+            for def in TABLES {
+                if let Some(rel) = relations.find("public", def.name)
+                    && rel.kind == "r"
+                {
+                    tables.insert(rel.oid, def);
+                }
+            }
+        }
+    }
+
     /// `pg_get_indexdef(oid, column, pretty)`: column 0 is the whole
     /// `CREATE UNIQUE INDEX` statement, column k the k-th key column's name;
     /// NULL for an OID that is not an index (as PostgreSQL).
@@ -125,6 +150,7 @@ enum Amended {
     Constraint,
     Attribute,
     Namespace,
+    Proc,
 }
 
 impl Amended {
@@ -135,6 +161,7 @@ impl Amended {
             "pg_constraint" => Some(Amended::Constraint),
             "pg_attribute" => Some(Amended::Attribute),
             "pg_namespace" => Some(Amended::Namespace),
+            "pg_proc" => Some(Amended::Proc),
             _ => None,
         }
     }
@@ -251,6 +278,7 @@ impl TableProvider for AmendedTable {
         let rows = with_missing_columns(&rows, &self.schema)?;
         let rows = arrays_from_text(&rows, &self.schema, self.which)?;
         let relations = Relations::read(self.library.as_ref(), state).await?;
+        self.indexes.note_tables(&relations);
         let batch = match self.which {
             Amended::Namespace => append(
                 &rows,
@@ -261,6 +289,7 @@ impl TableProvider for AmendedTable {
                 ]],
             )?,
             Amended::Attribute => self.amend_attributes(&rows, &relations).await?,
+            Amended::Proc => append(&rows, &proc_rows(&relations))?,
             Amended::Class => append(&rows, &self.keys(&relations).await?.class_rows())?,
             Amended::Index => append(&rows, &self.keys(&relations).await?.index_rows())?,
             Amended::Constraint => append(&rows, &self.keys(&relations).await?.constraint_rows())?,
@@ -603,6 +632,30 @@ fn list32(values: Vec<Option<i32>>) -> ScalarValue {
 
 /// `rows` plus `extra` rows; columns an extra row does not name are NULL, or
 /// the type's zero (false, 0, '') where the column is NOT NULL.
+/// crmdb's CRM functions ([`super::procs`]) as `pg_proc` rows in `public`.
+fn proc_rows(relations: &Relations) -> Vec<Row> {
+    let public = relations
+        .by_oid
+        .values()
+        .find(|r| r.namespace == "public")
+        .map(|r| r.namespace_oid)
+        .unwrap_or(PUBLIC_NAMESPACE_OID);
+    super::procs::PROCS
+        .iter()
+        .map(|p| {
+            vec![
+                ("oid", ScalarValue::Int32(Some(p.oid))),
+                ("proname", utf8(&p.name)),
+                ("pronamespace", ScalarValue::Int32(Some(public))),
+                ("proowner", ScalarValue::Int32(Some(10))),
+                ("prokind", utf8(p.kind)),
+                ("proisstrict", ScalarValue::Boolean(Some(false))),
+                ("provolatile", utf8("i")),
+            ]
+        })
+        .collect()
+}
+
 /// `rows` with all-NULL columns for the fields of `schema` it lacks (added
 /// at the end by [`Amended::missing_columns`]).
 fn with_missing_columns(rows: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {

@@ -203,6 +203,34 @@ impl ScalarUDFImpl for GetIndexdefFunc {
     }
 }
 
+/// `col_description(table_oid, attnum)` (psql `\d+`, DBeaver, Metabase):
+/// the documentation of a canonical table's column.
+pub fn col_description(indexes: Arc<super::catalog::IndexDefs>) -> ScalarUDF {
+    let udf = move |args: &[ColumnarValue]| -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(args)?;
+        let oids = datafusion::arrow::compute::cast(&arrays[0], &DataType::Int32)?;
+        let nums = datafusion::arrow::compute::cast(&arrays[1], &DataType::Int32)?;
+        let oids = oids.as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let nums = nums.as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let mut out = StringBuilder::new();
+        for i in 0..oids.len() {
+            if oids.is_null(i) || nums.is_null(i) {
+                out.append_null();
+            } else {
+                out.append_option(indexes.column_comment(oids.value(i), nums.value(i)));
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    };
+    datafusion::logical_expr::create_udf(
+        "col_description",
+        vec![DataType::Int32, DataType::Int32],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(udf),
+    )
+}
+
 /// `pg_function_is_visible(oid)` (psql `\df`): true, as every function is
 /// on the search path (pg_catalog and public are the only schemas).
 fn function_is_visible() -> ScalarUDF {

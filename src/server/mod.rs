@@ -25,6 +25,7 @@ pub mod functions;
 pub mod hooks;
 pub mod limits;
 pub mod masking;
+pub mod procs;
 pub mod rewrite;
 pub mod srf;
 
@@ -720,6 +721,10 @@ impl Startup {
         )?;
         functions::register(&ctx, &self.state.info);
         ctx.register_udf(functions::get_indexdef(self.shared.indexes.clone()));
+        ctx.register_udf(functions::col_description(self.shared.indexes.clone()));
+        for f in procs::udfs() {
+            ctx.register_udf(f);
+        }
         let ctx = if role == Role::Viewer {
             masking::masked_session(ctx).await?
         } else {

@@ -82,6 +82,13 @@ fn rewrite_expr(e: &mut Expr) -> bool {
                 *e = call("unnest", vec![srf]);
                 return true;
             }
+            if unnests_reloptions(f) {
+                // `ARRAY(SELECT 'toast.' || x FROM unnest(tc.reloptions) x)`
+                // (psql `\d+`): reloptions are always NULL in crmdb (no
+                // storage options, no TOAST tables), so is the array
+                *e = Expr::value(Value::Null);
+                return true;
+            }
             if let Some(q) = array_subquery(f) {
                 *e = Expr::Subquery(Box::new(q));
                 return true;
@@ -210,6 +217,41 @@ fn array_valued_srf(f: &Function) -> Option<Expr> {
     let mut srf = f.clone();
     srf.name = ObjectName::from(vec![Ident::new(last)]);
     Some(Expr::Function(srf))
+}
+
+/// `ARRAY(SELECT … FROM unnest(<rel>.reloptions) …)`.
+fn unnests_reloptions(f: &Function) -> bool {
+    let [ObjectNamePart::Identifier(id)] = f.name.0.as_slice() else {
+        return false;
+    };
+    if !id.value.eq_ignore_ascii_case("array") {
+        return false;
+    }
+    let FunctionArguments::Subquery(q) = &f.args else {
+        return false;
+    };
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return false;
+    };
+    let [from] = select.from.as_slice() else {
+        return false;
+    };
+    let TableFactor::Table {
+        name,
+        args: Some(args),
+        ..
+    } = &from.relation
+    else {
+        return false;
+    };
+    let is_unnest = matches!(name.0.last(), Some(ObjectNamePart::Identifier(n)) if n.value.eq_ignore_ascii_case("unnest"));
+    let arg = args
+        .args
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    is_unnest && (arg == "reloptions" || arg.ends_with(".reloptions"))
 }
 
 /// `ARRAY(SELECT x FROM …)` (psql's `\du` lists role memberships with it),

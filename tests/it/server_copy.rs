@@ -141,8 +141,20 @@ fn psql_meta_commands_describe_the_database() {
         index,
         "CREATE UNIQUE INDEX order_items_pkey ON public.order_items USING btree (order_id, line_no)|line_no"
     );
-    // `\d+` and `\df` are not covered yet (psql's queries need
-    // `ARRAY(SELECT … FROM unnest(outer column))` and pg_get_function_result)
+    // \df lists crmdb's CRM functions with their kind
+    let functions = query("analyst", "\\df rfm*");
+    assert_eq!(
+        functions,
+        "public|rfm_score|record|recency_days, frequency, monetary [, bins]|window\n\
+         public|rfm_score_fixed|record|recency_days, frequency, monetary, r_edges, f_edges, m_edges|func\n\
+         public|rfm_segment|text|r, f, m|func"
+    );
+    // \d+ adds storage and the column descriptions of the table definitions
+    let plus = query("analyst", "\\d+ orders");
+    assert!(
+        plus.contains("status|text||not null||extended|||completed, returned or cancelled"),
+        "{plus}"
+    );
 }
 
 /// A server over a store of its own (3 customers, 4 orders), for loads.
