@@ -910,11 +910,17 @@ impl QueryParser for Parser {
         let service = self.state.service.get().unwrap_or(&self.state.locked);
         let rewritten = rewrite::rewrite(sql);
         let sql = rewritten.as_deref().unwrap_or(sql);
-        service
+        let statement = service
             .query_parser()
             .parse_sql(client, sql, types)
             .await
-            .map_err(limits::map_error)
+            .map_err(limits::map_error)?;
+        Ok(statement.map(|(text, parsed)| {
+            (
+                text,
+                parsed.map(|(stmt, plan)| (stmt, typed_limit_placeholders(plan))),
+            )
+        }))
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
@@ -932,6 +938,51 @@ impl QueryParser for Parser {
             .query_parser()
             .get_result_schema(stmt, column_format)
     }
+}
+
+/// `plan` with its untyped `LIMIT $n` / `OFFSET $n` placeholders typed
+/// bigint, as PostgreSQL types them. DataFusion infers no type there, which
+/// datafusion-postgres describes as unknown and then decodes as text, so a
+/// driver's int (asyncpg's prepared `LIMIT $1`) failed.
+fn typed_limit_placeholders(
+    plan: datafusion::logical_expr::LogicalPlan,
+) -> datafusion::logical_expr::LogicalPlan {
+    use datafusion::arrow::datatypes::{DataType, Field};
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::{Expr, LogicalPlan};
+    let original = plan.clone();
+    let typed = |e: Box<Expr>| -> (Box<Expr>, bool) {
+        match *e {
+            Expr::Placeholder(mut p) if p.field.is_none() => {
+                p.field = Some(Arc::new(Field::new(&p.id, DataType::Int64, true)));
+                (Box::new(Expr::Placeholder(p)), true)
+            }
+            other => (Box::new(other), false),
+        }
+    };
+    plan.transform_up_with_subqueries(|node| match node {
+        LogicalPlan::Limit(mut limit) => {
+            let mut changed = false;
+            if let Some(skip) = limit.skip.take() {
+                let (e, c) = typed(skip);
+                limit.skip = Some(e);
+                changed |= c;
+            }
+            if let Some(fetch) = limit.fetch.take() {
+                let (e, c) = typed(fetch);
+                limit.fetch = Some(e);
+                changed |= c;
+            }
+            Ok(if changed {
+                Transformed::yes(LogicalPlan::Limit(limit))
+            } else {
+                Transformed::no(LogicalPlan::Limit(limit))
+            })
+        }
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
+    .unwrap_or(original)
 }
 
 /// Aborts a background task when dropped (when `serve` returns).

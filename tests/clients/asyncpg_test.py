@@ -16,8 +16,12 @@ async def main():
     assert (v.major, v.micro) == (16, 6), v  # asyncpg reads 16.6 as 16.0.6 (PostgreSQL >= 10)
     rows = await conn.fetch("SELECT order_id, amount FROM orders WHERE customer_id = $1 ORDER BY order_id", 1)
     assert [tuple(r) for r in rows] == [(10, Decimal("120.50")), (11, Decimal("80.00"))], rows
-    # Not yet: a prepared `LIMIT $1` (datafusion-postgres describes $1 as text,
-    # asyncpg then refuses the int). Tracked in the server's issue note.
+    # a prepared LIMIT $1 / OFFSET $2 with ints (described as bigint, as PostgreSQL does)
+    limited = await conn.prepare("SELECT order_id FROM orders ORDER BY order_id LIMIT $1 OFFSET $2")
+    assert [r[0] for r in await limited.fetch(2, 1)] == [11, 12]
+    assert [r[0] for r in await limited.fetch(1, 0)] == [10]
+    rows = await conn.fetch("SELECT order_id FROM orders WHERE customer_id = $1 ORDER BY order_id LIMIT $2", 1, 1)
+    assert [r[0] for r in rows] == [10], rows
     stmt = await conn.prepare("SELECT order_id, order_ts FROM orders WHERE order_ts >= $1 ORDER BY order_id")
     since = dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc)
     for _ in range(7):
