@@ -256,6 +256,11 @@ fn roles_limit_what_users_may_do() {
         query_error(user, "DROP TABLE orders", "42501");
         query_error(user, "INSERT INTO orders SELECT * FROM orders", "42501");
         query_error(user, "CREATE TABLE t AS SELECT 1 AS x", "42501");
+        query_error(
+            user,
+            "CREATE EXTERNAL TABLE secrets (line VARCHAR) STORED AS PARQUET LOCATION '/etc/passwd'",
+            "42501",
+        );
         query_error(user, "SET datafusion.execution.batch_size = 17", "42501");
         query_error(user, "SET datafusion.runtime.memory_limit = '1G'", "42501");
     }
