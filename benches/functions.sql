@@ -19,8 +19,8 @@ SELECT value AS id,
   CAST(1 + (value * 13) % 5 AS INT) AS r,
   CAST(1 + (value * 17) % 5 AS INT) AS f,
   CAST(1 + (value * 19) % 5 AS INT) AS m,
-  arrow_cast('2024-01-01T00:00:00Z', 'Timestamp(µs, "UTC")') + ((value * 7) % 700) * INTERVAL '1 day' AS first_order_ts,
-  arrow_cast('2024-01-01T00:00:00Z', 'Timestamp(µs, "UTC")') + ((value * 7) % 700 + (value * 3) % 200) * INTERVAL '1 day' AS last_order_ts,
+  arrow_cast((1704067200 + ((value * 7) % 700) * 86400) * 1000000, 'Timestamp(µs, "UTC")') AS first_order_ts,
+  arrow_cast((1704067200 + ((value * 7) % 700 + (value * 3) % 200) * 86400) * 1000000, 'Timestamp(µs, "UTC")') AS last_order_ts,
   CAST((value * 11) % 6 AS BIGINT) AS orders
 FROM range(10000000);
 
@@ -78,18 +78,18 @@ SELECT CASE
 FROM (SELECT r, (f + m + 1) / 2 AS fm FROM rfm_input)
 GROUP BY 1 ORDER BY 1;
 
--- 3a. lifecycle_stage (defaults 30 / 90 / 180 days), as of 2026-01-01
+-- 3a. lifecycle_stage (defaults 30 / 90 / 180 days), as of 2026-07-01
 SELECT lifecycle_stage(first_order_ts, last_order_ts, orders,
-                       arrow_cast('2026-01-01T00:00:00Z', 'Timestamp(µs, "UTC")')) AS stage,
+                       arrow_cast('2026-07-01T00:00:00Z', 'Timestamp(µs, "UTC")')) AS stage,
        count(*) AS n
 FROM rfm_input GROUP BY 1 ORDER BY 1;
 
 -- 3b. the same rule as CASE (elapsed days of 86,400 s)
 SELECT CASE
     WHEN orders = 0 OR first_order_ts IS NULL THEN 'prospect'
-    WHEN date_part('epoch', TIMESTAMPTZ '2026-01-01T00:00:00Z') - date_part('epoch', first_order_ts) <= 30 * 86400 THEN 'new'
-    WHEN date_part('epoch', TIMESTAMPTZ '2026-01-01T00:00:00Z') - date_part('epoch', last_order_ts) <= 90 * 86400 THEN 'active'
-    WHEN date_part('epoch', TIMESTAMPTZ '2026-01-01T00:00:00Z') - date_part('epoch', last_order_ts) <= 180 * 86400 THEN 'sleeping'
+    WHEN date_part('epoch', TIMESTAMPTZ '2026-07-01T00:00:00Z') - date_part('epoch', first_order_ts) <= 30 * 86400 THEN 'new'
+    WHEN date_part('epoch', TIMESTAMPTZ '2026-07-01T00:00:00Z') - date_part('epoch', last_order_ts) <= 90 * 86400 THEN 'active'
+    WHEN date_part('epoch', TIMESTAMPTZ '2026-07-01T00:00:00Z') - date_part('epoch', last_order_ts) <= 180 * 86400 THEN 'sleeping'
     ELSE 'churned'
   END AS stage, count(*) AS n
 FROM rfm_input GROUP BY 1 ORDER BY 1;
