@@ -140,6 +140,11 @@ impl PgCatalogOverlay {
             indexes,
         }
     }
+
+    /// The index list this overlay fills (shared with `pg_get_indexdef`).
+    pub fn indexes(&self) -> Arc<IndexDefs> {
+        self.indexes.clone()
+    }
 }
 
 /// The tables this module amends.

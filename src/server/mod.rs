@@ -321,6 +321,18 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::io(PathBuf::from(addr.to_string()), e))?;
+        // A second server over the same engine keeps the first one's index
+        // list: both answer from the one pg_catalog registered last.
+        let indexes = engine
+            .catalog_list()
+            .catalog(CATALOG)
+            .and_then(|c| c.schema("pg_catalog"))
+            .and_then(|s| {
+                let any: &dyn std::any::Any = s.as_ref();
+                any.downcast_ref::<catalog::PgCatalogOverlay>()
+                    .map(|o| o.indexes())
+            })
+            .unwrap_or_default();
         // Register pg_catalog (with crmdb's amendments) in the shared catalog
         // once; sessions add its functions (see `with_pg_functions`).
         setup_pg_catalog(&engine.session(), CATALOG, RoleCatalog::new(&config.users))
@@ -332,7 +344,6 @@ impl Server {
         let library = crm
             .schema("pg_catalog")
             .ok_or_else(|| Error::Usage("pg_catalog was not registered".into()))?;
-        let indexes = Arc::new(catalog::IndexDefs::default());
         crm.register_schema(
             "pg_catalog",
             Arc::new(catalog::PgCatalogOverlay::new(
@@ -948,7 +959,7 @@ fn typed_limit_placeholders(
     plan: datafusion::logical_expr::LogicalPlan,
 ) -> datafusion::logical_expr::LogicalPlan {
     use datafusion::arrow::datatypes::{DataType, Field};
-    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::common::tree_node::Transformed;
     use datafusion::logical_expr::{Expr, LogicalPlan};
     let original = plan.clone();
     let typed = |e: Box<Expr>| -> (Box<Expr>, bool) {

@@ -95,7 +95,20 @@ impl ScalarUDFImpl for MonthStartFunc {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::call_scalar;
+    use crate::util::fuzz::{Rng, times};
     use chrono::{Datelike, NaiveDate};
+
+    #[test]
+    fn fuzz_no_panics() {
+        let mut rng = Rng(41);
+        for n in [0usize, 1, 40] {
+            for _ in 0..20 {
+                let args = vec![ColumnarValue::Array(times(&mut rng, n))];
+                let _ = call_scalar(&MonthStartFunc::new(), args, n);
+            }
+        }
+    }
 
     #[test]
     fn every_day_of_four_centuries_maps_to_its_first_of_month() {
