@@ -7,6 +7,8 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 
 need_apt=()
 command -v psql >/dev/null || need_apt+=(postgresql-client)
+# tests/it/server.rs makes a throwaway TLS certificate with it
+command -v openssl >/dev/null || need_apt+=(openssl)
 command -v java >/dev/null || need_apt+=(default-jre-headless)
 command -v javac >/dev/null || need_apt+=(default-jdk-headless)
 [ -f /usr/share/java/postgresql.jar ] || need_apt+=(libpostgresql-jdbc-java)

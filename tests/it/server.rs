@@ -464,3 +464,54 @@ fn viewer_sees_personal_data_masked() {
     );
     assert_eq!(masked2, cols[2]);
 }
+
+#[test]
+fn require_tls_refuses_plaintext_clients_and_serves_tls_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl must be installed (apt-get install openssl)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let addr = fixture()
+        .start(ServerConfig {
+            require_tls: true,
+            tls_cert: Some(crt),
+            tls_key: Some(key),
+            ..config()
+        })
+        .unwrap();
+    // a plaintext client is refused before it can log in
+    let plain = psql_at(addr, "analyst", PASSWORD, &["-c", "SELECT 1"]);
+    assert!(!plain.ok);
+    assert!(plain.stderr.contains("requires TLS"), "{}", plain.stderr);
+    // the same client over TLS gets its answer (sslmode=require fails
+    // unless the server negotiates TLS)
+    let tls = Command::new("psql")
+        .args(["-X", "-A", "-t", "-c", "SELECT 41 + 1"])
+        .arg(format!(
+            "host={} port={} user=analyst dbname=crm sslmode=require connect_timeout=10",
+            addr.ip(),
+            addr.port()
+        ))
+        .env("PGPASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        tls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tls.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&tls.stdout).trim(), "42");
+}
