@@ -19,6 +19,11 @@ fn main() -> std::process::ExitCode {
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // SQL planning recurses over the expression tree; a large stack
+        // (reserved, committed only as used) keeps long generated filters
+        // within reach, and the operator limit of the server's rewrite
+        // refuses deeper ones before they are planned.
+        .thread_stack_size(crmdb::server::rewrite::PLANNER_STACK_BYTES)
         .build()
     {
         Ok(rt) => rt,

@@ -36,6 +36,7 @@ pub async fn run_script_timed(
     out: &mut dyn Write,
     timing: &mut dyn Write,
 ) -> Result<()> {
+    crate::server::rewrite::check_complexity(sql).map_err(Error::Usage)?;
     let statements = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})?;
     for (i, statement) in statements.into_iter().enumerate() {
         let start = Instant::now();
@@ -54,6 +55,7 @@ pub async fn run_script_timed(
 
 /// Parse and execute every statement of `sql`, returning each one's result.
 pub async fn execute_all(ctx: &SessionContext, sql: &str) -> Result<Vec<Vec<RecordBatch>>> {
+    crate::server::rewrite::check_complexity(sql).map_err(Error::Usage)?;
     let statements = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})?;
     let mut results = Vec::with_capacity(statements.len());
     for statement in statements {

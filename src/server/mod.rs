@@ -844,6 +844,7 @@ impl SimpleQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        rewrite::check_complexity(query).map_err(|e| hooks::pg_error("54001", e))?;
         let guard = self.limits().start(self.timeout(client));
         let service = self.service().clone();
         let rewritten = rewrite::rewrite(query);
@@ -918,6 +919,7 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        rewrite::check_complexity(sql).map_err(|e| hooks::pg_error("54001", e))?;
         let service = self.state.service.get().unwrap_or(&self.state.locked);
         let rewritten = rewrite::rewrite(sql);
         let sql = rewritten.as_deref().unwrap_or(sql);

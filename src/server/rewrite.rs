@@ -42,6 +42,56 @@ use datafusion::sql::sqlparser::parser::Parser;
 
 use super::srf::ARRAY_VALUED_SRFS;
 
+/// Stack size of the threads that parse and plan SQL (crmdb's runtime).
+pub const PLANNER_STACK_BYTES: usize = 64 << 20;
+
+/// Most binary operators one statement may have. A chain such as
+/// `1 + 1 + … + 1` parses without recursion but becomes a tree as deep as it
+/// is long, which DataFusion's planner and the rewrites walk recursively;
+/// past this the statement is refused (SQLSTATE 54001) instead of
+/// overflowing the stack and aborting the server. `IN (…)` lists do not
+/// count: they are flat.
+pub const MAX_OPERATORS: usize = 2_000;
+
+/// `Err` with the reason when `sql` has more binary operators than
+/// [`MAX_OPERATORS`]. Counts tokens, without building the tree.
+pub fn check_complexity(sql: &str) -> Result<(), String> {
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
+        // the parser reports what is wrong
+        return Ok(());
+    };
+    let operators = tokens
+        .iter()
+        .filter(|t| match t {
+            Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::StringConcat
+            | Token::Eq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::Caret => true,
+            Token::Word(w) => {
+                w.quote_style.is_none()
+                    && (w.value.eq_ignore_ascii_case("and") || w.value.eq_ignore_ascii_case("or"))
+            }
+            _ => false,
+        })
+        .count();
+    if operators > MAX_OPERATORS {
+        return Err(format!(
+            "statement too complex: {operators} operators, at most {MAX_OPERATORS} (use IN (…) lists or a join for long filters)"
+        ));
+    }
+    Ok(())
+}
+
 /// Rewrite `sql` if it needs it; `None` when nothing changed.
 pub fn rewrite(sql: &str) -> Option<String> {
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
@@ -720,6 +770,20 @@ mod tests {
         );
         assert_eq!(pg_to_chrono("\"week\" IW").as_deref(), Some("week %V"));
         assert_eq!(pg_to_chrono("YYYY \"Q\"Q"), None);
+    }
+
+    #[test]
+    fn too_many_operators_are_refused_before_parsing() {
+        let long = format!("SELECT {}", vec!["1"; MAX_OPERATORS + 2].join(" + "));
+        let e = check_complexity(&long).unwrap_err();
+        assert!(e.contains("2001 operators, at most 2000"), "{e}");
+        let ok = format!("SELECT {}", vec!["1"; MAX_OPERATORS + 1].join(" + "));
+        assert_eq!(check_complexity(&ok), Ok(()));
+        // long IN lists and string contents are not operators
+        let list = format!("SELECT 1 WHERE x IN ({})", vec!["1"; 50_000].join(", "));
+        assert_eq!(check_complexity(&list), Ok(()));
+        let text = format!("SELECT '{}'", "+".repeat(50_000));
+        assert_eq!(check_complexity(&text), Ok(()));
     }
 
     #[test]

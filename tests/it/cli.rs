@@ -53,6 +53,15 @@ fn a_bad_query_fails_with_the_engine_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no_such_column"), "{err}");
+    // a 20,000-term chain is refused with a message, not a stack overflow
+    let chain = vec!["1"; 20_000].join("+");
+    let out = run(&data, &["sql", &format!("SELECT {chain}")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("statement too complex: 19999 operators"),
+        "{err}"
+    );
 }
 
 #[test]

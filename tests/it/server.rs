@@ -85,6 +85,8 @@ pub fn fixture() -> &'static Fixture {
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
+                // as crmdb's own runtime (src/main.rs)
+                .thread_stack_size(crmdb::server::rewrite::PLANNER_STACK_BYTES)
                 .enable_all()
                 .build()
                 .unwrap();
@@ -514,4 +516,34 @@ fn require_tls_refuses_plaintext_clients_and_serves_tls_ones() {
         String::from_utf8_lossy(&tls.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&tls.stdout).trim(), "42");
+}
+
+#[test]
+fn a_too_deep_expression_is_refused_and_the_server_keeps_serving() {
+    // 1 + 1 + … with 20,000 terms: a tree 20,000 deep, which used to
+    // overflow the planner's stack and abort the whole server
+    let chain = vec!["1"; 20_000].join(" + ");
+    let e = query_error("analyst", &format!("SELECT {chain}"), "54001");
+    assert!(e.contains("statement too complex: 19999 operators"), "{e}");
+    // the same through the extended protocol (psql's \bind)
+    let r = psql_at(
+        fixture().addr,
+        "analyst",
+        PASSWORD,
+        &["-c", &format!("SELECT {chain} + $1 \\bind 1 \\g")],
+    );
+    assert!(!r.ok && r.stderr.contains("54001"), "{}", r.stderr);
+    // a long generated filter below the limit still runs
+    let filter = (100..1000)
+        .map(|i| format!("order_id = {i}"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    assert_eq!(
+        query(
+            "analyst",
+            &format!("SELECT count(*) FROM orders WHERE {filter} OR order_id = 10")
+        ),
+        "1"
+    );
+    assert_eq!(query("analyst", "SELECT 41 + 1"), "42");
 }
