@@ -53,10 +53,22 @@ pub const PLANNER_STACK_BYTES: usize = 64 << 20;
 /// count: they are flat.
 pub const MAX_OPERATORS: usize = 2_000;
 
-/// `Err` with the reason when `sql` has more binary operators than
-/// [`MAX_OPERATORS`]. Counts tokens, without building the tree.
+/// Longest statement text accepted, in bytes. Dashboards send kilobytes;
+/// a 100 MB literal is refused instead of being parsed and planned.
+pub const MAX_STATEMENT_BYTES: usize = 16 << 20;
+
+/// `Err` with the reason when `sql` is longer than [`MAX_STATEMENT_BYTES`]
+/// or has more binary operators than [`MAX_OPERATORS`]. Counts tokens,
+/// without building the tree.
 pub fn check_complexity(sql: &str) -> Result<(), String> {
     use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    if sql.len() > MAX_STATEMENT_BYTES {
+        return Err(format!(
+            "statement too large: {} bytes, at most {} MiB (load data with COPY … FROM STDIN or crmdb ingest)",
+            sql.len(),
+            MAX_STATEMENT_BYTES >> 20
+        ));
+    }
     let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
         // the parser reports what is wrong
         return Ok(());
@@ -784,6 +796,12 @@ mod tests {
         assert_eq!(check_complexity(&list), Ok(()));
         let text = format!("SELECT '{}'", "+".repeat(50_000));
         assert_eq!(check_complexity(&text), Ok(()));
+        let huge = format!("SELECT '{}'", "x".repeat(MAX_STATEMENT_BYTES));
+        let e = check_complexity(&huge).unwrap_err();
+        assert!(
+            e.starts_with("statement too large: 16777226 bytes, at most 16 MiB"),
+            "{e}"
+        );
     }
 
     #[test]
