@@ -799,7 +799,7 @@ mod tests {
         let huge = format!("SELECT '{}'", "x".repeat(MAX_STATEMENT_BYTES));
         let e = check_complexity(&huge).unwrap_err();
         assert!(
-            e.starts_with("statement too large: 16777226 bytes, at most 16 MiB"),
+            e.starts_with("statement too large: 16777225 bytes, at most 16 MiB"),
             "{e}"
         );
     }
