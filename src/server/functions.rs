@@ -123,6 +123,7 @@ pub fn register(ctx: &SessionContext, info: &Arc<SessionInfo>) {
         ctx.register_udf(ScalarUDF::from(UserFunc::new(name, info.clone())));
     }
     ctx.register_udf(function_is_visible());
+    ctx.register_udf(pg_data_type());
     super::srf::register(ctx);
 }
 
@@ -229,6 +230,64 @@ pub fn col_description(indexes: Arc<super::catalog::IndexDefs>) -> ScalarUDF {
         Volatility::Stable,
         Arc::new(udf),
     )
+}
+
+/// `pg_data_type(arrow_type_name)`: PostgreSQL's name (`format_type`'s) for
+/// a DataFusion type name as information_schema prints it (`Int64` →
+/// `bigint`, `Decimal128(18, 2)` → `numeric`, `Timestamp(µs, "UTC")` →
+/// `timestamp with time zone`); for [`crate::server::rewrite`]'s
+/// PostgreSQL-shaped `information_schema.columns`. A name that is not an
+/// Arrow type is returned as it is.
+fn pg_data_type() -> ScalarUDF {
+    datafusion::logical_expr::create_udf(
+        "pg_data_type",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let names = datafusion::arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
+            let names = names.as_string::<i32>();
+            let mut out = StringBuilder::with_capacity(names.len(), names.len() * 8);
+            for name in names.iter() {
+                match name {
+                    None => out.append_null(),
+                    Some(n) => match n.parse::<DataType>() {
+                        Ok(t) => out.append_value(information_schema_type(&t)),
+                        Err(_) => out.append_value(n),
+                    },
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }),
+    )
+}
+
+/// `information_schema.columns.data_type` of PostgreSQL for an Arrow type.
+fn information_schema_type(t: &DataType) -> String {
+    match t {
+        DataType::Boolean => "boolean".into(),
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => "smallint".into(),
+        DataType::Int32 | DataType::UInt16 => "integer".into(),
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => "bigint".into(),
+        DataType::Float16 | DataType::Float32 => "real".into(),
+        DataType::Float64 => "double precision".into(),
+        DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => "numeric".into(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "bytea".into(),
+        DataType::Date32 | DataType::Date64 => "date".into(),
+        DataType::Timestamp(_, Some(_)) => "timestamp with time zone".into(),
+        DataType::Timestamp(_, None) => "timestamp without time zone".into(),
+        DataType::Time32(_) | DataType::Time64(_) => "time without time zone".into(),
+        DataType::Interval(_) | DataType::Duration(_) => "interval".into(),
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => "ARRAY".into(),
+        DataType::Struct(_) => "record".into(),
+        DataType::Dictionary(_, v) => information_schema_type(v),
+        other => other.to_string(),
+    }
 }
 
 /// `pg_function_is_visible(oid)` (psql `\df`): true, as every function is
@@ -512,6 +571,23 @@ impl ScalarUDFImpl for ToRegtypeFunc {
             )?));
         }
         Ok(ColumnarValue::Array(array))
+    }
+}
+
+#[cfg(test)]
+mod pg_type_names {
+    use super::*;
+
+    #[test]
+    fn arrow_type_names_become_postgres_names() {
+        let name = |t: &str| information_schema_type(&t.parse::<DataType>().unwrap());
+        assert_eq!(name("Int64"), "bigint");
+        assert_eq!(name("Decimal128(18, 2)"), "numeric");
+        assert_eq!(name("Timestamp(µs, \"UTC\")"), "timestamp with time zone");
+        assert_eq!(name("Utf8View"), "text");
+        assert_eq!(name("Date32"), "date");
+        assert_eq!(name("Float64"), "double precision");
+        assert_eq!(name("Boolean"), "boolean");
     }
 }
 

@@ -34,8 +34,8 @@ use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
     AccessExpr, BinaryOperator, CaseWhen, Expr, Function, FunctionArg, FunctionArgExpr,
     FunctionArgumentList, FunctionArguments, Ident, ObjectName, ObjectNamePart, OrderByKind, Query,
-    SelectItem, SetExpr, Statement, Subscript, TableFactor, Value, ValueWithSpan, VisitorMut,
-    visit_expressions, visit_expressions_mut, visit_statements_mut,
+    SelectItem, SetExpr, Statement, Subscript, TableAlias, TableFactor, Value, ValueWithSpan,
+    VisitorMut, visit_expressions, visit_expressions_mut, visit_statements_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -428,6 +428,56 @@ fn sort_subqueries_into_projection(query: &Query) -> Option<Query> {
     }
 }
 
+/// `information_schema.columns` as PostgreSQL reports it: DataFusion's
+/// table says `Int64` / `Decimal128(18, 2)` in `data_type` and counts
+/// `ordinal_position` from 0; BI tools (Grafana's query builder, Superset)
+/// read both. The reference becomes a derived table over the catalog's own
+/// view with `pg_data_type(data_type)` and `ordinal_position + 1`. Only the
+/// unqualified-catalog form the tools send (`information_schema.columns`)
+/// is rewritten, which keeps the inner, catalog-qualified reference as is.
+fn information_schema_columns(factor: &TableFactor) -> Option<TableFactor> {
+    let TableFactor::Table {
+        name,
+        alias,
+        args: None,
+        ..
+    } = factor
+    else {
+        return None;
+    };
+    let [
+        ObjectNamePart::Identifier(schema),
+        ObjectNamePart::Identifier(table),
+    ] = name.0.as_slice()
+    else {
+        return None;
+    };
+    if !schema.value.eq_ignore_ascii_case("information_schema")
+        || !table.value.eq_ignore_ascii_case("columns")
+    {
+        return None;
+    }
+    let sql = "SELECT table_catalog, table_schema, table_name, column_name, \
+        ordinal_position + 1 AS ordinal_position, column_default, is_nullable, \
+        pg_data_type(data_type) AS data_type, character_maximum_length, \
+        character_octet_length, numeric_precision, numeric_precision_radix, numeric_scale, \
+        datetime_precision, interval_type FROM crm.information_schema.columns";
+    let Statement::Query(query) = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?.pop()? else {
+        return None;
+    };
+    Some(TableFactor::Derived {
+        lateral: false,
+        subquery: query,
+        alias: Some(alias.clone().unwrap_or(TableAlias {
+            explicit: true,
+            name: Ident::new("columns"),
+            columns: vec![],
+            at: None,
+        })),
+        sample: None,
+    })
+}
+
 /// Scalar functions PostgreSQL allows in FROM (one row, one column named
 /// after the alias) that DataFusion only knows as scalar functions.
 const SCALAR_FUNCTIONS_IN_FROM: &[&str] = &["string_to_array", "current_schemas"];
@@ -499,6 +549,11 @@ struct SelectLists<'a> {
 impl VisitorMut for SelectLists<'_> {
     type Break = ();
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        if let Some(derived) = information_schema_columns(factor) {
+            *factor = derived;
+            *self.changed = true;
+            return ControlFlow::Continue(());
+        }
         if let Some(derived) = function_in_from(factor) {
             *factor = derived;
             *self.changed = true;
@@ -830,6 +885,14 @@ mod tests {
         assert_eq!(
             rewrite("SELECT name AS \"table\" FROM t ORDER BY CASE WHEN s IN (SELECT x FROM u) THEN 0 ELSE 1 END, 1 LIMIT 5").as_deref(),
             Some("SELECT \"table\" FROM (SELECT name AS \"table\", CASE WHEN s IN (SELECT x FROM u) THEN 0 ELSE 1 END AS __crmdb_sort_1 FROM t) AS __crmdb_sorted ORDER BY __crmdb_sort_1, 1 LIMIT 5")
+        );
+        let cols =
+            rewrite("SELECT data_type FROM information_schema.columns WHERE table_name = 't'")
+                .unwrap_or_default();
+        assert!(
+            cols.contains("pg_data_type(data_type) AS data_type")
+                && cols.contains("FROM crm.information_schema.columns) AS columns WHERE"),
+            "{cols}"
         );
         // a column alias list, or a real table function, is left alone
         assert_eq!(rewrite("SELECT x FROM generate_series(1, 2) AS t(x)"), None);

@@ -117,11 +117,11 @@ with psycopg.connect(dsn, autocommit=True) as conn:
               quote_ident(table_schema) IN ({SEARCH_PATH_SCHEMAS})
           END""")
     cols = dict(columns)
-    assert list(cols) == ["order_id", "customer_id", "order_ts", "channel", "store_id", "amount",
-                          "discount", "promotion_id", "status"], cols
-    # Known gap: information_schema.columns.data_type is DataFusion's Arrow
-    # type name (Int64, Decimal128(18, 2)), not PostgreSQL's (bigint, numeric);
-    # Grafana only shows it in its query builder.
+    assert cols == {"order_id": "bigint", "customer_id": "bigint", "order_ts": "timestamp with time zone",
+                    "channel": "text", "store_id": "text", "amount": "numeric", "discount": "numeric",
+                    "promotion_id": "bigint", "status": "text"}, cols
+    positions = run(conn, "SELECT column_name, ordinal_position FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'orders' ORDER BY ordinal_position LIMIT 2")
+    assert positions == [("order_id", 1), ("customer_id", 2)], positions
     # a time-series panel: $__timeGroup by day, time range as bound timestamps
     rows = run(conn, """SELECT date_trunc('day', order_ts) AS "time", sum(amount) AS "revenue"
         FROM orders WHERE order_ts BETWEEN %s AND %s GROUP BY 1 ORDER BY 1""",
