@@ -157,49 +157,42 @@ impl Guard {
         }
     }
 
-    /// Wrap a response so its rows stream under the guard.
+    /// Wrap a response so its rows (or COPY data) stream under the guard.
     pub fn wrap(&self, response: Response) -> Response {
-        let mut q = match response {
-            Response::Query(q) => q,
-            Response::CopyOut(c) => return Response::CopyOut(self.wrap_copy(c)),
-            other => return other,
-        };
-        let schema = q.row_schema();
-        let tag = q.command_tag().to_string();
-        let rows = std::mem::replace(q.data_rows(), Box::pin(futures::stream::empty()));
-        let stop = Box::pin(self.clone().stopped());
-        let stream = futures::stream::unfold(Some((rows, stop)), |state| async move {
-            let (mut rows, mut stop) = state?;
-            tokio::select! {
-                row = rows.next() => row.map(|r| (r.map_err(map_error), Some((rows, stop)))),
-                e = &mut stop => Some((Err(e), None)),
+        match response {
+            Response::Query(mut q) => {
+                let schema = q.row_schema();
+                let tag = q.command_tag().to_string();
+                let rows = std::mem::replace(q.data_rows(), Box::pin(futures::stream::empty()));
+                let mut out = QueryResponse::new(schema, self.until_stopped(rows));
+                out.set_command_tag(&tag);
+                Response::Query(out)
             }
-        });
-        let mut out = QueryResponse::new(schema, stream);
-        out.set_command_tag(&tag);
-        Response::Query(out)
-    }
-}
-
-impl Guard {
-    /// The same for the data of a `COPY … TO STDOUT`.
-    fn wrap_copy(&self, mut c: CopyResponse) -> CopyResponse {
-        let (format, columns) = (c.format, c.columns);
-        if format != 0 {
             // binary COPY data is never produced by crmdb (and re-wrapping
-            // would append a second trailer)
-            return c;
+            // it would append a second trailer)
+            Response::CopyOut(mut c) if c.format == 0 => {
+                let (format, columns) = (c.format, c.columns);
+                let data = std::mem::replace(c.data_stream(), Box::pin(futures::stream::empty()));
+                Response::CopyOut(CopyResponse::new(format, columns, self.until_stopped(data)))
+            }
+            other => other,
         }
-        let data_stream = std::mem::replace(c.data_stream(), Box::pin(futures::stream::empty()));
+    }
+
+    /// `items` until the guard stops the statement, which ends the stream
+    /// with its error and drops `items` (stopping DataFusion's tasks).
+    fn until_stopped<T: Send + 'static>(
+        &self,
+        items: futures::stream::BoxStream<'static, PgWireResult<T>>,
+    ) -> impl futures::Stream<Item = PgWireResult<T>> + Send + 'static {
         let stop = Box::pin(self.clone().stopped());
-        let stream = futures::stream::unfold(Some((data_stream, stop)), |state| async move {
-            let (mut rows, mut stop) = state?;
+        futures::stream::unfold(Some((items, stop)), |state| async move {
+            let (mut items, mut stop) = state?;
             tokio::select! {
-                row = rows.next() => row.map(|r| (r.map_err(map_error), Some((rows, stop)))),
+                item = items.next() => item.map(|r| (r.map_err(map_error), Some((items, stop)))),
                 e = &mut stop => Some((Err(e), None)),
             }
-        });
-        CopyResponse::new(format, columns, stream)
+        })
     }
 }
 
