@@ -263,8 +263,9 @@ fn pg_data_type() -> ScalarUDF {
     )
 }
 
-/// `information_schema.columns.data_type` of PostgreSQL for an Arrow type.
-fn information_schema_type(t: &DataType) -> String {
+/// `information_schema.columns.data_type` of PostgreSQL for an Arrow type
+/// (also the base of [`super::procs`]' `format_type`-style names).
+pub(super) fn information_schema_type(t: &DataType) -> String {
     match t {
         DataType::Boolean => "boolean".into(),
         DataType::Int8 | DataType::Int16 | DataType::UInt8 => "smallint".into(),

@@ -133,23 +133,14 @@ fn arguments_of(syntax: &str) -> String {
     String::new()
 }
 
-/// PostgreSQL's name for an Arrow type, as `format_type` prints it.
+/// PostgreSQL's name for an Arrow type, as `format_type` prints it: the
+/// information_schema name, with a numeric's precision and scale and an
+/// array's element type.
 fn pg_type_name(t: &DataType) -> String {
     match t {
-        DataType::Struct(_) => "record".into(),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text".into(),
-        DataType::Boolean => "boolean".into(),
-        DataType::Int16 => "smallint".into(),
-        DataType::Int32 => "integer".into(),
-        DataType::Int64 => "bigint".into(),
-        DataType::Float32 => "real".into(),
-        DataType::Float64 => "double precision".into(),
-        DataType::Date32 | DataType::Date64 => "date".into(),
-        DataType::Timestamp(_, Some(_)) => "timestamp with time zone".into(),
-        DataType::Timestamp(_, None) => "timestamp without time zone".into(),
         DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("numeric({p},{s})"),
         DataType::List(f) | DataType::LargeList(f) => format!("{}[]", pg_type_name(f.data_type())),
-        other => other.to_string(),
+        other => super::functions::information_schema_type(other),
     }
 }
 
