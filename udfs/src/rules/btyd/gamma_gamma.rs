@@ -21,17 +21,7 @@ pub struct Params {
 }
 
 /// The result of [`fit`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Fit {
-    /// The maximum-likelihood parameters.
-    pub params: Params,
-    /// Total log-likelihood over the repeat buyers used.
-    pub ll: f64,
-    /// Repeat buyers used.
-    pub n: usize,
-    /// Whether the optimiser met its tolerances.
-    pub converged: bool,
-}
+pub type Fit = super::ModelFit<Params>;
 
 /// ln L of one repeat buyer with `x` repeat purchases of mean value `m`.
 pub fn log_likelihood(par: &Params, x: f64, m: f64) -> f64 {

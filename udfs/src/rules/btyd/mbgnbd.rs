@@ -28,17 +28,7 @@ pub struct Params {
 }
 
 /// The result of [`fit`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Fit {
-    /// The maximum-likelihood parameters.
-    pub params: Params,
-    /// Total log-likelihood Σ ln L_i on the caller's data and unit.
-    pub ll: f64,
-    /// Customers used.
-    pub n: usize,
-    /// Whether the optimiser met its tolerances.
-    pub converged: bool,
-}
+pub type Fit = super::ModelFit<Params>;
 
 /// ln of the part of the likelihood that depends on x only:
 /// Γ(r+x) α^r / Γ(r) · B(a, b+x+1) / B(a, b).

@@ -82,6 +82,21 @@ impl std::fmt::Display for FitError {
 }
 
 /// One customer's BTYD summary in the caller's time unit.
+/// The result of a model's `fit`: its maximum-likelihood parameters `P`
+/// and how the fit went. Each model names it `Fit` (`bgnbd::Fit`, …).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelFit<P> {
+    /// The maximum-likelihood parameters.
+    pub params: P,
+    /// Total log-likelihood Σ ln L_i on the caller's data and unit, over
+    /// the customers used.
+    pub ll: f64,
+    /// Customers used (Gamma-Gamma: the repeat buyers).
+    pub n: usize,
+    /// Whether the optimiser met its tolerances.
+    pub converged: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rfm {
     /// Number of repeat purchase days.

@@ -32,17 +32,7 @@ pub struct Params {
 }
 
 /// The result of [`fit`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Fit {
-    /// The maximum-likelihood parameters.
-    pub params: Params,
-    /// Total log-likelihood Σ ln L_i on the caller's data and unit.
-    pub ll: f64,
-    /// Customers used.
-    pub n: usize,
-    /// Whether the optimiser met its tolerances.
-    pub converged: bool,
-}
+pub type Fit = super::ModelFit<Params>;
 
 /// ln A₀ (Fader & Hardie 2005, eqs. 19–20), where
 /// A₀ = (r+s+x) ∫ from t_x to T of (α+τ)^−(r+x) (β+τ)^−(s+1) dτ
