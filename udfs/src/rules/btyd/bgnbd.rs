@@ -7,9 +7,11 @@
 //! negative log-likelihood over log-parameters with the data rescaled so that
 //! max T = 1 (only α depends on the unit), plus `penalizer · Σ params²`.
 
-use super::optim::{Options, nelder_mead};
-use super::special::{ln_add_exp, ln_gamma, ln_hyp2f1};
-use super::{FitError, Grouped, Prepared, Rfm, check_penalizer, fit_scale, group_rfm, par_sum};
+use super::optim::{BfgsOptions, Options, minimize};
+use super::special::{digamma, ln_add_exp, ln_gamma, ln_hyp2f1};
+use super::{
+    FitError, Grouped, Prepared, Rfm, check_penalizer, fit_scale, group_rfm, par_sum, par_sums,
+};
 
 /// Fitted BG/NBD parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,6 +35,86 @@ struct Buffers {
     head: Vec<f64>,
     odds: Vec<f64>,
     ln_time: Vec<f64>,
+    inv_time: Vec<f64>,
+    inv_bx1: Vec<f64>,
+}
+
+/// Σ w_i ln L_i and its gradient with respect to (r, α, a, b), over
+/// prepared rows; `w_of_x` holds the total weight of each distinct
+/// frequency. Each row costs one exponential and one logarithm: ln(α + t)
+/// and 1/(α + t) are computed once per distinct time, the Γ and ψ terms
+/// once per distinct frequency.
+fn total_ll_grad(
+    prep: &Prepared,
+    w_of_x: &[f64],
+    p: &Params,
+    buf: &mut Buffers,
+    grad: &mut [f64; 4],
+) -> f64 {
+    let Params { r, alpha, a, b } = *p;
+    let lg_ab = ln_gamma(a + b);
+    let lg_r = ln_gamma(r);
+    let lg_b = ln_gamma(b);
+    let ln_alpha = alpha.ln();
+    let ln_a = a.ln();
+    buf.head.clear();
+    buf.head.extend(prep.xs.iter().map(|&x| {
+        ln_gamma(r + x) - lg_r + r * ln_alpha + lg_ab + ln_gamma(b + x) - lg_b - ln_gamma(a + b + x)
+    }));
+    buf.odds.clear();
+    buf.odds
+        .extend(prep.xs.iter().map(|&x| ln_a - (b + x - 1.0).ln()));
+    buf.inv_bx1.clear();
+    buf.inv_bx1
+        .extend(prep.xs.iter().map(|&x| 1.0 / (b + x - 1.0)));
+    prep.ln_times(alpha, &mut buf.ln_time);
+    buf.inv_time.clear();
+    buf.inv_time
+        .extend(prep.times.iter().map(|&t| 1.0 / (alpha + t)));
+    let Buffers {
+        head,
+        odds,
+        ln_time,
+        inv_time,
+        inv_bx1,
+    } = &*buf;
+    // [Σ w ln L, Σ w ∂(−tail)/∂r, Σ w ∂(−tail)/∂α, Σ w s₄, Σ w s₄/(b+x−1)],
+    // s₄ being the share of the second term of the bracket.
+    let [ll, d_r, d_alpha, s4_sum, s4_b] = par_sums(prep.rows.len(), |i, acc: &mut [f64; 5]| {
+        let row = &prep.rows[i];
+        let w = prep.w[i];
+        let k = prep.x_of[i];
+        let rx = r + row.x;
+        let (lt, it) = (ln_time[prep.t_of[i]], inv_time[prep.t_of[i]]);
+        let a3 = -rx * lt;
+        if row.x > 0.0 {
+            let (ltx, itx) = (ln_time[prep.tx_of[i]], inv_time[prep.tx_of[i]]);
+            let a4 = odds[k] - rx * ltx;
+            let e = (-(a3 - a4).abs()).exp();
+            let hi = 1.0 / (1.0 + e);
+            let (s3, s4) = if a3 >= a4 { (hi, e * hi) } else { (e * hi, hi) };
+            acc[0] += w * (head[k] + a3.max(a4) + e.ln_1p());
+            acc[1] += w * (s3 * lt + s4 * ltx);
+            acc[2] += w * rx * (s3 * it + s4 * itx);
+            acc[3] += w * s4;
+            acc[4] += w * s4 * inv_bx1[k];
+        } else {
+            acc[0] += w * (head[k] + a3);
+            acc[1] += w * lt;
+            acc[2] += w * rx * it;
+        }
+    });
+    let (psi_r, psi_ab, psi_b) = (digamma(r), digamma(a + b), digamma(b));
+    let mut g = [0.0; 4];
+    for (&x, &wx) in prep.xs.iter().zip(w_of_x) {
+        let psi_abx = digamma(a + b + x);
+        g[0] += wx * (digamma(r + x) - psi_r + ln_alpha);
+        g[1] += wx * r / alpha;
+        g[2] += wx * (psi_ab - psi_abx);
+        g[3] += wx * (psi_ab + digamma(b + x) - psi_b - psi_abx);
+    }
+    *grad = [g[0] - d_r, g[1] - d_alpha, g[2] + s4_sum / a, g[3] - s4_b];
+    ll
 }
 
 /// Σ w_i ln L_i over prepared rows (the same sum as [`log_likelihood`] row
@@ -56,6 +138,7 @@ fn total_ll(prep: &Prepared, p: &Params, buf: &mut Buffers) -> f64 {
         head,
         odds,
         ln_time,
+        ..
     } = &*buf;
     par_sum(prep.rows.len(), |i| {
         let row = &prep.rows[i];
@@ -106,25 +189,47 @@ pub fn fit(rows: &[Rfm], penalizer: f64) -> Result<Fit, FitError> {
 pub fn fit_grouped(g: &Grouped, penalizer: f64) -> Fit {
     let scale = fit_scale(g);
     let prep = Prepared::new(g, scale);
-    let mut buf = Buffers::default();
-    let objective = |th: &[f64]| {
-        let p = Params {
-            r: th[0].exp(),
-            alpha: th[1].exp(),
-            a: th[2].exp(),
-            b: th[3].exp(),
-        };
-        let pen = penalizer * (p.r * p.r + p.alpha * p.alpha + p.a * p.a + p.b * p.b);
-        -total_ll(&prep, &p, &mut buf) / prep.w_sum + pen
+    let mut w_of_x = vec![0.0; prep.xs.len()];
+    for (&k, &w) in prep.x_of.iter().zip(&prep.w) {
+        w_of_x[k] += w;
+    }
+    let to_params = |th: &[f64]| Params {
+        r: th[0].exp(),
+        alpha: th[1].exp(),
+        a: th[2].exp(),
+        b: th[3].exp(),
     };
-    let m = nelder_mead(objective, &[0.1; 4], Options::default());
+    let penalty = |p: &Params| penalizer * (p.r * p.r + p.alpha * p.alpha + p.a * p.a + p.b * p.b);
+    let buf = std::cell::RefCell::new(Buffers::default());
+    // Mean negative log-likelihood over θ = ln(params), and its gradient
+    // (∂/∂θ = param · ∂/∂param).
+    let with_grad = |th: &[f64], out: &mut [f64]| {
+        let p = to_params(th);
+        let mut d = [0.0; 4];
+        let ll = total_ll_grad(&prep, &w_of_x, &p, &mut buf.borrow_mut(), &mut d);
+        for (j, v) in [p.r, p.alpha, p.a, p.b].into_iter().enumerate() {
+            out[j] = v * (-d[j] / prep.w_sum + 2.0 * penalizer * v);
+        }
+        -ll / prep.w_sum + penalty(&p)
+    };
+    let objective = |th: &[f64]| {
+        let p = to_params(th);
+        -total_ll(&prep, &p, &mut buf.borrow_mut()) / prep.w_sum + penalty(&p)
+    };
+    let m = minimize(
+        with_grad,
+        objective,
+        &[0.1; 4],
+        BfgsOptions::default(),
+        Options::default(),
+    );
     let params = Params {
         r: m.x[0].exp(),
         alpha: m.x[1].exp() / scale,
         a: m.x[2].exp(),
         b: m.x[3].exp(),
     };
-    let ll = total_ll(&Prepared::new(g, 1.0), &params, &mut buf);
+    let ll = total_ll(&Prepared::new(g, 1.0), &params, &mut buf.borrow_mut());
     let converged = m.converged && ll.is_finite();
     Fit {
         params,
@@ -252,6 +357,48 @@ pub(crate) mod tests {
             ("b", f.params.b, TRUE.b),
         ] {
             assert!(rel(got, want) < 0.15, "{name}: got {got}, true {want}");
+        }
+    }
+
+    #[test]
+    fn btyd_bgnbd_gradient_matches_finite_differences() {
+        let rows = simulate(&TRUE, 5_000, 30.0, 80.0, 3);
+        let g = group_rfm(&rows).unwrap();
+        let prep = Prepared::new(&g, fit_scale(&g));
+        let mut w_of_x = vec![0.0; prep.xs.len()];
+        for (&k, &w) in prep.x_of.iter().zip(&prep.w) {
+            w_of_x[k] += w;
+        }
+        let mut buf = Buffers::default();
+        let at = Params {
+            r: 0.4,
+            alpha: 0.07,
+            a: 0.6,
+            b: 3.1,
+        };
+        let mut grad = [0.0; 4];
+        let ll = total_ll_grad(&prep, &w_of_x, &at, &mut buf, &mut grad);
+        assert!((ll - total_ll(&prep, &at, &mut buf)).abs() < 1e-9 * ll.abs());
+        let v = [at.r, at.alpha, at.a, at.b];
+        for j in 0..4 {
+            let h = 1e-6 * v[j];
+            let shifted = |d: f64| {
+                let mut w = v;
+                w[j] += d;
+                let p = Params {
+                    r: w[0],
+                    alpha: w[1],
+                    a: w[2],
+                    b: w[3],
+                };
+                total_ll(&prep, &p, &mut Buffers::default())
+            };
+            let numeric = (shifted(h) - shifted(-h)) / (2.0 * h);
+            assert!(
+                (grad[j] - numeric).abs() < 1e-5 * numeric.abs().max(1.0),
+                "parameter {j}: {} vs {numeric}",
+                grad[j]
+            );
         }
     }
 

@@ -9,7 +9,8 @@
 //!   likelihood, fit, expected purchases, P(alive), P(N = n).
 //! - [`gamma_gamma`]: the Gamma-Gamma spend model (Fader, Hardie & Lee 2005b).
 //! - [`clv`]: discounted customer lifetime value, month by month.
-//! - [`optim`]: Nelder-Mead minimiser used for maximum likelihood.
+//! - [`optim`]: BFGS (with analytic gradients: BG/NBD, Gamma-Gamma) and
+//!   Nelder-Mead minimisers used for maximum likelihood.
 //! - [`special`]: ln Γ, the Gaussian hypergeometric function ₂F₁ in log space.
 //!
 //! Conventions follow the Python `lifetimes` library, so that both give the same
@@ -520,15 +521,28 @@ const PAR_MIN_TERMS: usize = 32_768;
 /// cut and the order of the additions depend only on n, so a fit gives the
 /// same bits on every machine.
 pub(crate) fn par_sum(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
+    par_sums(n, |i, acc: &mut [f64; 1]| acc[0] += f(i))[0]
+}
+
+/// K sums at once: `f(i, acc)` adds term i of each sum into `acc`. Cut into
+/// pieces and added in an order that depends only on n, as [`par_sum`].
+pub(crate) fn par_sums<const K: usize>(
+    n: usize,
+    f: impl Fn(usize, &mut [f64; K]) + Sync,
+) -> [f64; K] {
     let piece = n.div_ceil(SUM_CHUNKS).max(1);
-    let piece_sum = |c: usize| -> f64 {
+    let piece_sum = |c: usize| -> [f64; K] {
         let (lo, hi) = ((c * piece).min(n), ((c + 1) * piece).min(n));
-        (lo..hi).map(&f).sum()
+        let mut acc = [0.0; K];
+        for i in lo..hi {
+            f(i, &mut acc);
+        }
+        acc
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, |t| t.get())
         .min(SUM_CHUNKS);
-    let mut sums = [0.0f64; SUM_CHUNKS];
+    let mut sums = [[0.0f64; K]; SUM_CHUNKS];
     if threads <= 1 || n < PAR_MIN_TERMS {
         for (c, s) in sums.iter_mut().enumerate() {
             *s = piece_sum(c);
@@ -546,7 +560,13 @@ pub(crate) fn par_sum(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
             }
         });
     }
-    sums.iter().sum()
+    let mut total = [0.0; K];
+    for piece in &sums {
+        for (t, v) in total.iter_mut().zip(piece) {
+            *t += v;
+        }
+    }
+    total
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
-//! A Nelder-Mead simplex minimiser (Nelder & Mead 1965, with the standard
-//! coefficients and the restart-from-best rule of Gao & Han 2012's advice).
+//! Minimisers for the likelihood fits: [`bfgs`] (quasi-Newton with analytic
+//! gradients, used where a model provides them) and [`nelder_mead`] (the
+//! derivative-free simplex of Nelder & Mead 1965 with the standard
+//! coefficients and restarts from the best point), which also polishes a
+//! BFGS run that stopped short of its tolerance ([`minimize`]).
 //!
 //! Written here rather than pulled from `argmin` to keep the build small: the
-//! likelihoods have 3–4 parameters, need no gradients, and the whole routine is
-//! some 80 lines with tests. Non-finite objective values count as +∞, so the
-//! simplex retreats from regions where the model cannot be evaluated.
+//! likelihoods have 3–4 parameters, and both routines together are some 200
+//! lines with tests. Non-finite objective values count as +∞, so both retreat
+//! from regions where the model cannot be evaluated.
 
 /// Result of a minimisation.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +44,170 @@ impl Default for Options {
             step: 0.5,
         }
     }
+}
+
+/// Options of [`bfgs`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BfgsOptions {
+    /// Converged when the largest gradient component is below this.
+    pub g_tol: f64,
+    /// Iteration budget.
+    pub max_iter: usize,
+    /// Largest change of any coordinate in one step (the parameters are
+    /// logarithms: 5 is a factor of e⁵ ≈ 150).
+    pub max_step: f64,
+}
+
+impl Default for BfgsOptions {
+    fn default() -> Self {
+        BfgsOptions {
+            g_tol: 1e-9,
+            max_iter: 500,
+            max_step: 5.0,
+        }
+    }
+}
+
+/// Minimise `f` from `x0` by BFGS with a backtracking (Armijo) line search.
+/// `f(x, grad)` returns the objective and writes its gradient into `grad`.
+///
+/// Converged when the largest gradient component is below `g_tol`. When the
+/// line search can no longer decrease f (rounding noise of a large sum),
+/// the run stops unconverged; [`minimize`] then finishes with Nelder-Mead.
+pub fn bfgs(mut f: impl FnMut(&[f64], &mut [f64]) -> f64, x0: &[f64], opt: BfgsOptions) -> Minimum {
+    let n = x0.len();
+    let mut x = x0.to_vec();
+    let mut g = vec![0.0; n];
+    let mut fx = f(&x, &mut g);
+    let mut evals = 1;
+    let finite = |v: f64, g: &[f64]| v.is_finite() && g.iter().all(|c| c.is_finite());
+    if !finite(fx, &g) {
+        return Minimum {
+            x,
+            f: f64::INFINITY,
+            evals,
+            converged: false,
+        };
+    }
+    // Inverse Hessian approximation, row-major; identity until the first
+    // step gives a curvature estimate.
+    let identity = |h: &mut Vec<f64>, scale: f64| {
+        h.clear();
+        h.extend((0..n * n).map(|k| if k % (n + 1) == 0 { scale } else { 0.0 }));
+    };
+    let mut h = Vec::with_capacity(n * n);
+    identity(&mut h, 1.0);
+    let mut fresh = true;
+    let (mut d, mut xn, mut gn, mut s, mut y, mut hy) = (
+        vec![0.0; n],
+        vec![0.0; n],
+        vec![0.0; n],
+        vec![0.0; n],
+        vec![0.0; n],
+        vec![0.0; n],
+    );
+    let inf_norm = |v: &[f64]| v.iter().fold(0.0f64, |m, c| m.max(c.abs()));
+    for _ in 0..opt.max_iter {
+        if inf_norm(&g) <= opt.g_tol {
+            return Minimum {
+                x,
+                f: fx,
+                evals,
+                converged: true,
+            };
+        }
+        for i in 0..n {
+            d[i] = -(0..n).map(|j| h[i * n + j] * g[j]).sum::<f64>();
+        }
+        let mut slope: f64 = d.iter().zip(&g).map(|(a, b)| a * b).sum();
+        if slope >= 0.0 || !slope.is_finite() {
+            // not a descent direction: forget the curvature, go downhill
+            identity(&mut h, 1.0);
+            fresh = true;
+            for i in 0..n {
+                d[i] = -g[i];
+            }
+            slope = -g.iter().map(|c| c * c).sum::<f64>();
+        }
+        let mut t = 1.0f64.min(opt.max_step / inf_norm(&d));
+        if fresh {
+            t = t.min(1.0 / inf_norm(&g).max(1e-300));
+        }
+        let mut accepted = false;
+        for _ in 0..60 {
+            for i in 0..n {
+                xn[i] = x[i] + t * d[i];
+            }
+            let fnew = f(&xn, &mut gn);
+            evals += 1;
+            if finite(fnew, &gn) && fnew <= fx + 1e-4 * t * slope {
+                for i in 0..n {
+                    s[i] = xn[i] - x[i];
+                    y[i] = gn[i] - g[i];
+                }
+                x.clone_from(&xn);
+                g.clone_from(&gn);
+                fx = fnew;
+                accepted = true;
+                break;
+            }
+            t *= 0.5;
+        }
+        if !accepted {
+            break;
+        }
+        let sy: f64 = s.iter().zip(&y).map(|(a, b)| a * b).sum();
+        if sy > 1e-300 {
+            if fresh {
+                let yy: f64 = y.iter().map(|c| c * c).sum();
+                identity(&mut h, sy / yy);
+                fresh = false;
+            }
+            // H ← (I − ρ s yᵀ) H (I − ρ y sᵀ) + ρ s sᵀ
+            let rho = 1.0 / sy;
+            for i in 0..n {
+                hy[i] = (0..n).map(|j| h[i * n + j] * y[j]).sum();
+            }
+            let yhy: f64 = y.iter().zip(&hy).map(|(a, b)| a * b).sum();
+            for i in 0..n {
+                for j in 0..n {
+                    h[i * n + j] += -rho * (hy[i] * s[j] + s[i] * hy[j])
+                        + (rho * rho * yhy + rho) * s[i] * s[j];
+                }
+            }
+        }
+    }
+    Minimum {
+        converged: inf_norm(&g) <= opt.g_tol,
+        x,
+        f: fx,
+        evals,
+    }
+}
+
+/// Minimise a smooth objective with gradients: [`bfgs`] from `x0`, then,
+/// if it stopped short of its gradient tolerance, [`nelder_mead`] from
+/// where it stopped (`f_only` evaluates the objective alone). Converged when
+/// either met its tolerances.
+pub fn minimize(
+    mut f_grad: impl FnMut(&[f64], &mut [f64]) -> f64,
+    f_only: impl FnMut(&[f64]) -> f64,
+    x0: &[f64],
+    bfgs_opt: BfgsOptions,
+    nm_opt: Options,
+) -> Minimum {
+    let b = bfgs(&mut f_grad, x0, bfgs_opt);
+    if b.converged {
+        return b;
+    }
+    let start = if b.f.is_finite() {
+        b.x.clone()
+    } else {
+        x0.to_vec()
+    };
+    let mut m = nelder_mead(f_only, &start, nm_opt);
+    m.evals += b.evals;
+    m
 }
 
 fn eval(f: &mut impl FnMut(&[f64]) -> f64, x: &[f64]) -> f64 {
@@ -175,6 +342,78 @@ fn one_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rosen_grad(x: &[f64], g: &mut [f64]) -> f64 {
+        g[0] = -2.0 * (1.0 - x[0]) - 400.0 * x[0] * (x[1] - x[0] * x[0]);
+        g[1] = 200.0 * (x[1] - x[0] * x[0]);
+        (1.0 - x[0]).powi(2) + 100.0 * (x[1] - x[0] * x[0]).powi(2)
+    }
+
+    #[test]
+    fn btyd_bfgs_rosenbrock() {
+        let m = bfgs(rosen_grad, &[-1.2, 1.0], BfgsOptions::default());
+        assert!(m.converged, "{m:?}");
+        assert!(
+            (m.x[0] - 1.0).abs() < 1e-8 && (m.x[1] - 1.0).abs() < 1e-8,
+            "{:?}",
+            m.x
+        );
+        // far fewer evaluations than the simplex needs
+        let nm = nelder_mead(
+            |x: &[f64]| rosen_grad(x, &mut [0.0; 2]),
+            &[-1.2, 1.0],
+            Options::default(),
+        );
+        assert!(m.evals * 3 < nm.evals, "bfgs {} nm {}", m.evals, nm.evals);
+    }
+
+    #[test]
+    fn btyd_bfgs_budget_and_nan_region() {
+        let m = bfgs(
+            rosen_grad,
+            &[-1.2, 1.0],
+            BfgsOptions {
+                max_iter: 3,
+                ..BfgsOptions::default()
+            },
+        );
+        assert!(!m.converged);
+        // (ln x)² + y², NaN for x < 0: the line search backs off from it.
+        let g = |x: &[f64], g: &mut [f64]| {
+            g[0] = 2.0 * x[0].ln() / x[0];
+            g[1] = 2.0 * x[1];
+            x[0].ln().powi(2) + x[1] * x[1]
+        };
+        let m = bfgs(g, &[0.2, 0.3], BfgsOptions::default());
+        assert!(m.converged, "{m:?}");
+        assert!(
+            (m.x[0] - 1.0).abs() < 1e-9 && m.x[1].abs() < 1e-9,
+            "{:?}",
+            m.x
+        );
+        // A start where f cannot be evaluated: not converged, f = ∞.
+        let m = bfgs(g, &[-1.0, 0.0], BfgsOptions::default());
+        assert!(!m.converged && m.f == f64::INFINITY);
+    }
+
+    #[test]
+    fn btyd_minimize_falls_back_to_nelder_mead() {
+        // A gradient of the wrong sign makes every line search fail; the
+        // simplex then finds the minimum from where BFGS stopped.
+        let wrong = |x: &[f64], g: &mut [f64]| {
+            g[0] = -2.0 * (x[0] - 3.0);
+            (x[0] - 3.0).powi(2)
+        };
+        let m = minimize(
+            wrong,
+            |x: &[f64]| (x[0] - 3.0).powi(2),
+            &[0.0],
+            BfgsOptions::default(),
+            Options::default(),
+        );
+        assert!(m.converged);
+        assert!((m.x[0] - 3.0).abs() < 1e-6, "{:?}", m.x);
+    }
 
     #[test]
     fn btyd_nelder_mead_rosenbrock() {
