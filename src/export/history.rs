@@ -131,7 +131,7 @@ pub fn schema() -> SchemaRef {
 /// Open `export_runs`, creating it (empty) when missing.
 pub async fn open_or_create(store: &Store) -> Result<DeltaTable> {
     let path = store.table_path(TABLE);
-    if path.join("_delta_log").is_dir() {
+    if crate::store::has_commit(&path) {
         return store.table(TABLE).await;
     }
     std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;

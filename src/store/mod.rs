@@ -157,7 +157,7 @@ impl Store {
 
     async fn create_table_if_missing(&self, def: &TableDef) -> Result<()> {
         let path = self.table_path(def.name);
-        if path.join("_delta_log").is_dir() {
+        if has_commit(&path) {
             return Ok(());
         }
         std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
@@ -184,7 +184,7 @@ impl Store {
     /// Compare a stored table's schema with the canonical one.
     pub async fn check_table(&self, def: &TableDef) -> Result<()> {
         let path = self.table_path(def.name);
-        if !path.join("_delta_log").is_dir() {
+        if !has_commit(&path) {
             return Err(Error::Store {
                 path,
                 reason: format!(
@@ -207,6 +207,26 @@ impl Store {
             })
         }
     }
+}
+
+/// Whether a table directory holds a Delta table: a commit (or checkpoint)
+/// in its `_delta_log`. A process killed while creating a table can leave
+/// `_delta_log/` holding only a staged commit that was never put in place
+/// (`00000000000000000000.json#1`); that table was never created, and is
+/// created again rather than failing every open with "No files in log
+/// segment".
+pub fn has_commit(table_dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(table_dir.join("_delta_log")) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let version = name.split('.').next().unwrap_or_default();
+        version.len() == 20
+            && version.bytes().all(|b| b.is_ascii_digit())
+            && (name.ends_with(".json") || name.ends_with(".parquet"))
+    })
 }
 
 /// A held table load lock.
@@ -288,6 +308,33 @@ mod tests {
         }
         // init again is a no-op
         Store::init(&root).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_table_whose_creation_was_killed_is_created_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        Store::init(&root).await.unwrap();
+        // what kill -9 during `create` leaves: the log directory with only
+        // the staged, empty first commit
+        let log = root.join("interactions/_delta_log");
+        std::fs::remove_dir_all(&log).unwrap();
+        std::fs::create_dir_all(&log).unwrap();
+        std::fs::write(log.join("00000000000000000000.json#1"), "").unwrap();
+        assert!(!has_commit(&root.join("interactions")));
+        let err = Store::open(&root).await.unwrap_err().to_string();
+        assert!(
+            err.contains("table interactions is missing; run `crmdb init` to create it"),
+            "{err}"
+        );
+        Store::init(&root).await.unwrap();
+        let store = Store::open(&root).await.unwrap();
+        assert_eq!(
+            store.table("interactions").await.unwrap().version(),
+            Some(0)
+        );
+        assert!(has_commit(&root.join("interactions")));
+        assert!(!has_commit(&root.join("no_such_table")));
     }
 
     #[tokio::test]

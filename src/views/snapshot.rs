@@ -45,7 +45,7 @@ pub fn snapshot_schema(metrics: &Schema) -> SchemaRef {
 /// `snapshot_date`) when missing.
 pub async fn open_or_create(store: &Store, metrics: &Schema) -> Result<DeltaTable> {
     let path = store.table_path(TABLE);
-    if path.join("_delta_log").is_dir() {
+    if crate::store::has_commit(&path) {
         return store.table(TABLE).await;
     }
     std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
