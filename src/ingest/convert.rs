@@ -146,7 +146,14 @@ pub(crate) fn convert(def: &TableDef, raw: RawChunk) -> Result<Converted> {
                         reason,
                     });
                 };
-                convert_column(col, raw.batch.column(*i), &mut on_error)?
+                // a column that cannot be cast at all is a file error: name the file
+                convert_column(col, raw.batch.column(*i), &mut on_error).map_err(|e| match e {
+                    Error::InputFile { file, reason } if file.is_empty() => Error::InputFile {
+                        file: raw.file.to_string(),
+                        reason,
+                    },
+                    other => other,
+                })?
             }
         };
         // NOT NULL and closed vocabularies.

@@ -6,6 +6,7 @@
 mod cli;
 mod clients;
 mod export;
+mod faults;
 mod ingest;
 mod server;
 mod server_copy;
