@@ -12,7 +12,10 @@ use super::common::{
     Arg, BGNBD_FIELDS, GG_FIELDS, bgnbd_params, coerce_args, gg_params, non_negative, positive,
     rfm, run_rows,
 };
-use crate::rules::btyd::clv::{DAYS_PER_MONTH, clv};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::rules::btyd::clv::{DAYS_PER_MONTH, Horizon, clv_with};
 
 const SPEC: &[(&str, Arg)] = &[
     ("bgnbd_params", Arg::Params(BGNBD_FIELDS)),
@@ -114,6 +117,13 @@ impl ScalarUDFImpl for ClvFunc {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let name = self.name();
         let spec = &SPEC[..args.args.len().min(SPEC.len())];
+        // The discounted sum of the months' expected purchases depends on
+        // the customer through (frequency, t) only; customers of one batch
+        // sharing them share it (the same parameters and horizon assumed,
+        // which the key checks).
+        type Key = [u64; 8];
+        type Shared = HashMap<(u64, u64), f64>;
+        let cache: RefCell<(Key, Shared)> = RefCell::new(([0; 8], HashMap::new()));
         run_rows(name, spec, &args, |v| {
             let bg = bgnbd_params(name, "bgnbd_params", &v[..4])?;
             let gg = gg_params(name, "gg_params", &v[4..7])?;
@@ -135,7 +145,23 @@ impl ScalarUDFImpl for ClvFunc {
                 Some(&d) => positive(name, "days_per_month", d)?,
                 None => DAYS_PER_MONTH,
             };
-            Ok(clv(&bg, &gg, &c, m, months as u32, rate, unit, dpm))
+            let horizon = Horizon {
+                months: months as u32,
+                monthly_discount_rate: rate,
+                unit_days: unit,
+                days_per_month: dpm,
+            };
+            let key: Key = [bg.r, bg.alpha, bg.a, bg.b, months, rate, unit, dpm].map(f64::to_bits);
+            let mut guard = cache.borrow_mut();
+            let (cached_for, shared) = &mut *guard;
+            if *cached_for != key {
+                *cached_for = key;
+                shared.clear();
+            }
+            let numerator = *shared
+                .entry((c.x.to_bits(), c.t.to_bits()))
+                .or_insert_with(|| horizon.discounted_numerator(&bg, c.x, c.t));
+            Ok(clv_with(&bg, &gg, &c, m, numerator))
         })
     }
     fn documentation(&self) -> Option<&Documentation> {

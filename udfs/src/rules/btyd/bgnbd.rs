@@ -252,22 +252,34 @@ pub fn p_alive(p: &Params, c: &Rfm) -> f64 {
 /// E[Y(horizon) | x, t_x, T]: expected number of purchases in the next
 /// `horizon` time units (Fader, Hardie & Lee 2005, eq. 10).
 pub fn expected_purchases(p: &Params, horizon: f64, c: &Rfm) -> f64 {
-    let Params { r, alpha, a, b } = *p;
     if horizon == 0.0 {
         return 0.0;
     }
-    let x = c.x;
+    expected_purchases_numerator(p, horizon, c.x, c.t) / expected_purchases_denominator(p, c)
+}
+
+/// The numerator of [`expected_purchases`]: it depends on the customer
+/// through x and T only (not t_x), so callers that evaluate many horizons for
+/// many customers ([`super::clv`]) can share it between customers.
+pub fn expected_purchases_numerator(p: &Params, horizon: f64, x: f64, t: f64) -> f64 {
+    let Params { r, alpha, a, b } = *p;
     let (ha, hb, hc) = (r + x, b + x, a + b + x - 1.0);
-    let z = horizon / (alpha + c.t + horizon);
+    let z = horizon / (alpha + t + horizon);
     let ln_hyp = ln_hyp2f1(ha, hb, hc, z);
     let first = (a + b + x - 1.0) / (a - 1.0);
-    let second = 1.0 - (ln_hyp + (r + x) * ((alpha + c.t) / (alpha + horizon + c.t)).ln()).exp();
-    let denom = if x > 0.0 {
+    let second = 1.0 - (ln_hyp + (r + x) * ((alpha + t) / (alpha + horizon + t)).ln()).exp();
+    first * second
+}
+
+/// The denominator of [`expected_purchases`]: 1 + [x>0] a/(b+x−1) ((α+T)/(α+t_x))^(r+x).
+pub fn expected_purchases_denominator(p: &Params, c: &Rfm) -> f64 {
+    let Params { r, alpha, a, b } = *p;
+    let x = c.x;
+    if x > 0.0 {
         1.0 + a / (b + x - 1.0) * ((alpha + c.t) / (alpha + c.t_x)).powf(r + x)
     } else {
         1.0
-    };
-    first * second / denom
+    }
 }
 
 /// P(N(horizon) = n) for a customer drawn at random from the population,

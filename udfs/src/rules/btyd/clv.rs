@@ -30,16 +30,65 @@ pub fn clv(
     unit_days: f64,
     days_per_month: f64,
 ) -> f64 {
-    let value = gamma_gamma::expected_value(gg, c.x, monetary_value);
-    let step = days_per_month / unit_days;
-    let mut total = 0.0;
-    let mut prev = 0.0;
-    for k in 1..=months {
-        let cum = bgnbd::expected_purchases(bg, step * f64::from(k), c);
-        total += value * (cum - prev) / (1.0 + monthly_discount_rate).powi(k as i32);
-        prev = cum;
+    let horizon = Horizon {
+        months,
+        monthly_discount_rate,
+        unit_days,
+        days_per_month,
+    };
+    clv_with(
+        bg,
+        gg,
+        c,
+        monetary_value,
+        horizon.discounted_numerator(bg, c.x, c.t),
+    )
+}
+
+/// The months of a CLV and how they are discounted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Horizon {
+    /// Number of months.
+    pub months: u32,
+    /// Discount rate per month.
+    pub monthly_discount_rate: f64,
+    /// Days per model time unit.
+    pub unit_days: f64,
+    /// Days per month.
+    pub days_per_month: f64,
+}
+
+impl Horizon {
+    /// Σₖ (N(k) − N(k−1)) / (1 + rate)^k, N(k) being the numerator of the
+    /// expected purchases by the end of month k
+    /// ([`bgnbd::expected_purchases_numerator`]). It depends on the
+    /// customer through (x, T) only: customers sharing them can share it.
+    pub fn discounted_numerator(&self, bg: &bgnbd::Params, x: f64, t: f64) -> f64 {
+        let step = self.days_per_month / self.unit_days;
+        let mut total = 0.0;
+        let mut prev = 0.0;
+        for k in 1..=self.months {
+            let cum = bgnbd::expected_purchases_numerator(bg, step * f64::from(k), x, t);
+            total += (cum - prev) / (1.0 + self.monthly_discount_rate).powi(k as i32);
+            prev = cum;
+        }
+        total
     }
-    total
+}
+
+/// CLV from a customer's [`Horizon::discounted_numerator`].
+pub fn clv_with(
+    bg: &bgnbd::Params,
+    gg: &gamma_gamma::Params,
+    c: &Rfm,
+    monetary_value: f64,
+    discounted_numerator: f64,
+) -> f64 {
+    if discounted_numerator == 0.0 {
+        return 0.0;
+    }
+    gamma_gamma::expected_value(gg, c.x, monetary_value) * discounted_numerator
+        / bgnbd::expected_purchases_denominator(bg, c)
 }
 
 #[cfg(test)]
