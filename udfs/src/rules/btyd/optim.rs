@@ -51,6 +51,13 @@ impl Default for Options {
 pub struct BfgsOptions {
     /// Converged when the largest gradient component is below this.
     pub g_tol: f64,
+    /// The noise floor: when three steps in a row lower f by less than
+    /// `f_rel_tol`·max(|f|, 1), f is as low as its rounding lets it be
+    /// shown, and the run stops …
+    pub f_rel_tol: f64,
+    /// … converged if the largest gradient component is below this, else
+    /// not ([`minimize`] then polishes with Nelder-Mead).
+    pub floor_g_tol: f64,
     /// Iteration budget.
     pub max_iter: usize,
     /// Largest change of any coordinate in one step (the parameters are
@@ -62,6 +69,8 @@ impl Default for BfgsOptions {
     fn default() -> Self {
         BfgsOptions {
             g_tol: 1e-9,
+            f_rel_tol: 1e-14,
+            floor_g_tol: 1e-6,
             max_iter: 500,
             max_step: 5.0,
         }
@@ -71,9 +80,13 @@ impl Default for BfgsOptions {
 /// Minimise `f` from `x0` by BFGS with a backtracking (Armijo) line search.
 /// `f(x, grad)` returns the objective and writes its gradient into `grad`.
 ///
-/// Converged when the largest gradient component is below `g_tol`. When the
-/// line search can no longer decrease f (rounding noise of a large sum),
-/// the run stops unconverged; [`minimize`] then finishes with Nelder-Mead.
+/// Converged when the largest gradient component is below `g_tol`. A
+/// likelihood summed over a million customers carries rounding noise of
+/// about 1e-15 of its value, which an Armijo search can mistake for
+/// progress: steps shrink towards nothing while the gradient stays just
+/// above `g_tol`. So the run also stops at the noise floor (see
+/// [`BfgsOptions::f_rel_tol`]), and when the line search cannot decrease f
+/// at all; unconverged, [`minimize`] then finishes with Nelder-Mead.
 pub fn bfgs(mut f: impl FnMut(&[f64], &mut [f64]) -> f64, x0: &[f64], opt: BfgsOptions) -> Minimum {
     let n = x0.len();
     let mut x = x0.to_vec();
@@ -107,6 +120,7 @@ pub fn bfgs(mut f: impl FnMut(&[f64], &mut [f64]) -> f64, x0: &[f64], opt: BfgsO
         vec![0.0; n],
     );
     let inf_norm = |v: &[f64]| v.iter().fold(0.0f64, |m, c| m.max(c.abs()));
+    let mut stalled = 0;
     for _ in 0..opt.max_iter {
         if inf_norm(&g) <= opt.g_tol {
             return Minimum {
@@ -141,6 +155,11 @@ pub fn bfgs(mut f: impl FnMut(&[f64], &mut [f64]) -> f64, x0: &[f64], opt: BfgsO
             let fnew = f(&xn, &mut gn);
             evals += 1;
             if finite(fnew, &gn) && fnew <= fx + 1e-4 * t * slope {
+                if fx - fnew <= opt.f_rel_tol * fx.abs().max(1.0) {
+                    stalled += 1;
+                } else {
+                    stalled = 0;
+                }
                 for i in 0..n {
                     s[i] = xn[i] - x[i];
                     y[i] = gn[i] - g[i];
@@ -155,6 +174,14 @@ pub fn bfgs(mut f: impl FnMut(&[f64], &mut [f64]) -> f64, x0: &[f64], opt: BfgsO
         }
         if !accepted {
             break;
+        }
+        if stalled >= 3 {
+            return Minimum {
+                converged: inf_norm(&g) <= opt.floor_g_tol,
+                x,
+                f: fx,
+                evals,
+            };
         }
         let sy: f64 = s.iter().zip(&y).map(|(a, b)| a * b).sum();
         if sy > 1e-300 {
@@ -394,6 +421,37 @@ mod tests {
         // A start where f cannot be evaluated: not converged, f = ∞.
         let m = bfgs(g, &[-1.0, 0.0], BfgsOptions::default());
         assert!(!m.converged && m.f == f64::INFINITY);
+    }
+
+    #[test]
+    fn btyd_bfgs_stops_at_the_noise_floor() {
+        // x² plus rounding-size noise that makes the gradient tolerance
+        // unreachable: the run stops after a few stalled steps instead of
+        // spending its whole budget, converged by the looser floor test.
+        let mut k = 0u64;
+        let mut noisy = |x: &[f64], g: &mut [f64]| {
+            k = k
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let noise = (k >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+            g[0] = 2.0 * x[0] + 1e-8 * noise;
+            x[0] * x[0] + 1.0 + 1e-15 * noise
+        };
+        let m = bfgs(&mut noisy, &[3.0], BfgsOptions::default());
+        assert!(m.converged, "{m:?}");
+        assert!(m.x[0].abs() < 1e-6, "{:?}", m.x);
+        assert!(m.evals < 200, "{m:?}");
+        // With a floor gradient tolerance it cannot meet, the run stops
+        // unconverged just the same.
+        let m = bfgs(
+            &mut noisy,
+            &[3.0],
+            BfgsOptions {
+                floor_g_tol: 1e-12,
+                ..BfgsOptions::default()
+            },
+        );
+        assert!(!m.converged && m.evals < 200, "{m:?}");
     }
 
     #[test]
