@@ -69,7 +69,7 @@ pub fn fit(rows: &[(f64, f64)], penalizer: f64) -> Result<Fit, FitError> {
         });
     }
     // Canonical order: the fit must not depend on the row order (partitioning).
-    data.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    data.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
     let n = data.len() as f64;
     let prep = Prepared::new(&data);
     let ll_of = |par: &Params| prep.total_ll(par);
@@ -259,7 +259,7 @@ mod tests {
                 )
             })
             .collect();
-        data.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        data.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
         let par = Params {
             p: 5.5,
             q: 3.5,
@@ -284,7 +284,7 @@ mod tests {
                 )
             })
             .collect();
-        data.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        data.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
         let prep = Prepared::new(&data);
         let at = [2.5, 3.5, 28.0];
         let mut grad = [0.0; 3];

@@ -33,8 +33,6 @@ pub mod paretonbd;
 pub mod special;
 pub mod summary;
 
-use std::collections::HashMap;
-
 /// Why a fit could not be attempted (the SQL layer adds the function name).
 #[derive(Debug, Clone, PartialEq)]
 pub enum FitError {
@@ -122,32 +120,30 @@ pub struct Grouped {
 /// Check rows and group identical ones. `row` numbers in errors are 0-based
 /// positions in `rows`.
 pub fn group_rfm(rows: &[Rfm]) -> Result<Grouped, FitError> {
-    let mut index: HashMap<(u64, u64, u64), usize> = HashMap::new();
-    let mut g = Grouped::default();
     for (i, r) in rows.iter().enumerate() {
         check_rfm(r, i)?;
-        let key = (r.x.to_bits(), r.t_x.to_bits(), r.t.to_bits());
-        match index.get(&key) {
-            Some(&k) => g.weights[k] += 1.0,
-            None => {
-                index.insert(key, g.rows.len());
-                g.rows.push(*r);
-                g.weights.push(1.0);
-            }
-        }
     }
-    // Canonical order, so that the likelihood sums (and so the fit, to the
-    // last bit) do not depend on the order the rows arrived in, i.e. on
-    // how the query engine partitioned them.
-    let mut order: Vec<usize> = (0..g.rows.len()).collect();
-    order.sort_by(|&i, &j| {
-        let (a, b) = (&g.rows[i], &g.rows[j]);
+    // Sorted into a canonical order, so that the likelihood sums (and so the
+    // fit, to the last bit) do not depend on the order the rows arrived in,
+    // i.e. on how the query engine partitioned them; identical rows are then
+    // adjacent. (Equal under total_cmp means the same bits, so an unstable
+    // sort gives the same result for every input order.)
+    let mut sorted = rows.to_vec();
+    sorted.sort_unstable_by(|a, b| {
         a.x.total_cmp(&b.x)
             .then(a.t_x.total_cmp(&b.t_x))
             .then(a.t.total_cmp(&b.t))
     });
-    g.rows = order.iter().map(|&i| g.rows[i]).collect();
-    g.weights = order.iter().map(|&i| g.weights[i]).collect();
+    let mut g = Grouped::default();
+    for r in sorted {
+        match (g.rows.last(), g.weights.last_mut()) {
+            (Some(last), Some(w)) if *last == r => *w += 1.0,
+            _ => {
+                g.rows.push(r);
+                g.weights.push(1.0);
+            }
+        }
+    }
     g.n = rows.len();
     if g.n < 3 {
         return Err(FitError::TooFew {
@@ -211,7 +207,7 @@ pub(crate) struct Prepared {
 /// Sorted distinct values and, for each input value, its index among them.
 fn index_values(values: impl Iterator<Item = f64> + Clone) -> (Vec<f64>, Vec<usize>) {
     let mut distinct: Vec<f64> = values.clone().collect();
-    distinct.sort_by(f64::total_cmp);
+    distinct.sort_unstable_by(f64::total_cmp);
     distinct.dedup();
     let of = values
         .map(|v| distinct.partition_point(|&d| d < v))

@@ -51,9 +51,9 @@ impl Default for Options {
 pub struct BfgsOptions {
     /// Converged when the largest gradient component is below this.
     pub g_tol: f64,
-    /// The noise floor: when three steps in a row lower f by less than
-    /// `f_rel_tol`·max(|f|, 1), f is as low as its rounding lets it be
-    /// shown, and the run stops …
+    /// The noise floor: when the next step promises (½|gᵀd|), or three
+    /// steps in a row achieve, a decrease of f below `f_rel_tol`·|f|,
+    /// f is as low as its rounding lets it be shown, and the run stops …
     pub f_rel_tol: f64,
     /// … converged if the largest gradient component is below this, else
     /// not ([`minimize`] then polishes with Nelder-Mead).
@@ -69,7 +69,7 @@ impl Default for BfgsOptions {
     fn default() -> Self {
         BfgsOptions {
             g_tol: 1e-9,
-            f_rel_tol: 1e-14,
+            f_rel_tol: 1e-13,
             floor_g_tol: 1e-6,
             max_iter: 500,
             max_step: 5.0,
@@ -143,6 +143,16 @@ pub fn bfgs(mut f: impl FnMut(&[f64], &mut [f64]) -> f64, x0: &[f64], opt: BfgsO
             }
             slope = -g.iter().map(|c| c * c).sum::<f64>();
         }
+        // The decrease a full quasi-Newton step promises, ½|gᵀd|, is below
+        // what f's rounding can show: this is the minimum as far as f can tell.
+        if -slope <= opt.f_rel_tol * fx.abs() {
+            return Minimum {
+                converged: inf_norm(&g) <= opt.floor_g_tol,
+                x,
+                f: fx,
+                evals,
+            };
+        }
         let mut t = 1.0f64.min(opt.max_step / inf_norm(&d));
         if fresh {
             t = t.min(1.0 / inf_norm(&g).max(1e-300));
@@ -155,7 +165,7 @@ pub fn bfgs(mut f: impl FnMut(&[f64], &mut [f64]) -> f64, x0: &[f64], opt: BfgsO
             let fnew = f(&xn, &mut gn);
             evals += 1;
             if finite(fnew, &gn) && fnew <= fx + 1e-4 * t * slope {
-                if fx - fnew <= opt.f_rel_tol * fx.abs().max(1.0) {
+                if fx - fnew <= opt.f_rel_tol * fx.abs() {
                     stalled += 1;
                 } else {
                     stalled = 0;
