@@ -126,7 +126,20 @@ pub fn datafusion_sqlstate(e: &datafusion::error::DataFusionError) -> &'static s
     use datafusion::error::DataFusionError as D;
     match e.find_root() {
         D::SQL(..) => "42601",
+        // undefined_function, as PostgreSQL: `pg_read_file(…)`, `read_csv(…)`
+        D::Plan(m)
+            if m.starts_with("Invalid function")
+                || (m.starts_with("table function '") && m.ends_with("' not found")) =>
+        {
+            "42883"
+        }
         D::Plan(_) | D::SchemaError(..) => "42P01",
+        // invalid_text_representation: `CAST('x' AS BIGINT)`
+        D::ArrowError(e, _)
+            if matches!(**e, datafusion::arrow::error::ArrowError::CastError(_)) =>
+        {
+            "22P02"
+        }
         D::NotImplemented(_) => "0A000",
         D::ResourcesExhausted(_) => "53200",
         D::Execution(_) => "22023",

@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{ParamValues, ToDFSchema};
 use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::{CopyTarget, Expr, Set, Statement, Value};
+use datafusion::sql::sqlparser::ast::{CopyTarget, Expr, Set, Statement, Value, visit_statements};
 use datafusion_postgres::QueryHook;
 use datafusion_postgres::hooks::HookClient;
 use pgwire::api::ClientInfo;
@@ -59,6 +59,11 @@ impl GateHook {
     fn judge(&self, statement: &Statement) -> Verdict {
         let admin = self.role == Role::Admin;
         match statement {
+            // sqlparser parses `WITH … INSERT …`, `COPY (DELETE …) TO STDOUT`
+            // and DML in derived tables as queries
+            Statement::Query(_) | Statement::Copy { .. } if !admin && changes_data(statement) => {
+                deny(self.role, "INSERT, UPDATE, DELETE or MERGE inside a query")
+            }
             Statement::Query(_) => Verdict::Pass,
             // a read like SELECT (through the session, so masked for viewers)
             Statement::Copy {
@@ -197,6 +202,18 @@ fn deny(role: Role, what: &str) -> Verdict {
         "42501",
         format!("permission denied: role {role} may not run {what} (only admin may)"),
     ))
+}
+
+/// Whether `statement` contains a statement that changes data.
+fn changes_data(statement: &Statement) -> bool {
+    visit_statements(statement, |s| match s {
+        Statement::Insert(_)
+        | Statement::Update { .. }
+        | Statement::Delete(_)
+        | Statement::Merge { .. } => std::ops::ControlFlow::Break(()),
+        _ => std::ops::ControlFlow::Continue(()),
+    })
+    .is_break()
 }
 
 fn value_text(e: &Expr) -> String {
@@ -408,6 +425,19 @@ mod tests {
         assert_eq!(verdict(Role::Viewer, "COPY (SELECT 1) TO STDOUT"), "pass");
         assert_eq!(verdict(Role::Analyst, "COPY orders FROM STDIN"), "42501");
         assert_eq!(verdict(Role::Admin, "COPY orders FROM STDIN"), "pass");
+        for dml in [
+            "WITH x AS (SELECT 1) INSERT INTO orders SELECT * FROM orders",
+            "WITH x AS (SELECT 1) DELETE FROM orders",
+            "COPY (INSERT INTO orders SELECT * FROM orders) TO STDOUT",
+            "SELECT * FROM (WITH x AS (SELECT 1) UPDATE orders SET amount = 0) t",
+        ] {
+            assert_eq!(verdict(Role::Analyst, dml), "42501", "{dml}");
+            assert_eq!(verdict(Role::Viewer, dml), "42501", "{dml}");
+        }
+        assert_eq!(
+            verdict(Role::Analyst, "WITH x AS (SELECT 1) SELECT * FROM x"),
+            "pass"
+        );
         assert_eq!(verdict(Role::Analyst, "SET no_such_setting = 5"), "42704");
         assert_eq!(
             verdict(Role::Analyst, "SET statement_timeout = '1s'"),
