@@ -15,7 +15,7 @@ use crate::engine::Engine;
 use crate::error::Error;
 use crate::ingest::{Format, IngestOptions, ingest_files};
 use crate::output::OutputFormat;
-use crate::store::Store;
+use crate::store::{Store, maintenance};
 
 /// crmdb — an embedded analytical datastore for retail CRM data.
 #[derive(Debug, Parser)]
@@ -65,6 +65,57 @@ pub enum Command {
     Refresh(RefreshArgs),
     /// Export jobs of crmdb.toml: run one now, list them, show their history.
     Export(crate::export::ExportArgs),
+    /// Compact small files into larger ones (Delta OPTIMIZE); rows unchanged.
+    Compact(CompactArgs),
+    /// Delete files no recent table version needs (Delta VACUUM).
+    Vacuum(VacuumArgs),
+    /// Copy the whole store, each table at one committed version, into a new directory.
+    Backup(BackupArgs),
+    /// Replace the store at --data with a backup made by `crmdb backup`.
+    Restore(RestoreArgs),
+}
+
+/// `crmdb compact [TABLE...]`
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// Tables to compact (default: every table of the store).
+    pub tables: Vec<String>,
+}
+
+/// `crmdb vacuum [TABLE...] [--retain-hours H] [--dry-run] [--full]`
+#[derive(Debug, Args)]
+pub struct VacuumArgs {
+    /// Tables to vacuum (default: every table of the store).
+    pub tables: Vec<String>,
+    /// Keep files removed from a table less than this many hours ago. Below
+    /// the default, queries still reading an older version (and time travel
+    /// to it) can fail on missing files.
+    #[arg(long, value_name = "H", default_value_t = crate::store::maintenance::DEFAULT_RETAIN_HOURS)]
+    pub retain_hours: u64,
+    /// List the files that would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also delete files no version refers to (left by interrupted loads)
+    /// whose modification time is older than the retention.
+    #[arg(long)]
+    pub full: bool,
+}
+
+/// `crmdb backup DIR`
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to write the backup: a new or empty directory.
+    pub dir: PathBuf,
+}
+
+/// `crmdb restore DIR [--force]`
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A directory written by `crmdb backup`.
+    pub dir: PathBuf,
+    /// Replace an existing store at --data (its contents are lost).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `crmdb refresh [--as-of DATE]`
@@ -179,7 +230,76 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate(args).await,
         Command::Refresh(args) => refresh(&cli, args).await,
         Command::Export(args) => crate::export::cli(&cli, args).await,
+        Command::Compact(args) => compact(&cli, args).await,
+        Command::Vacuum(args) => vacuum(&cli, args).await,
+        Command::Backup(args) => backup(&cli, args).await,
+        Command::Restore(args) => restore(&cli, args).await,
     }
+}
+
+async fn compact(cli: &Cli, args: &CompactArgs) -> anyhow::Result<()> {
+    let store = Store::open(&cli.data).await?;
+    for table in store.resolve_tables(&args.tables)? {
+        let report = maintenance::compact(&store, &table).await?;
+        println!("{report}");
+    }
+    Ok(())
+}
+
+async fn vacuum(cli: &Cli, args: &VacuumArgs) -> anyhow::Result<()> {
+    let store = Store::open(&cli.data).await?;
+    let tables = store.resolve_tables(&args.tables)?;
+    if args.retain_hours < maintenance::DEFAULT_RETAIN_HOURS && !args.dry_run {
+        eprintln!(
+            "warning: --retain-hours {} is below the default {} h: files replaced less than {} h \
+             ago are deleted too, so a query still reading an older table version (or time \
+             travel to one) can fail on a missing file",
+            args.retain_hours,
+            maintenance::DEFAULT_RETAIN_HOURS,
+            maintenance::DEFAULT_RETAIN_HOURS
+        );
+    }
+    let opts = maintenance::VacuumOptions {
+        retain_hours: args.retain_hours,
+        dry_run: args.dry_run,
+        full: args.full,
+    };
+    for table in tables {
+        let report = maintenance::vacuum(&store, &table, &opts).await?;
+        println!("{report}");
+    }
+    Ok(())
+}
+
+async fn backup(cli: &Cli, args: &BackupArgs) -> anyhow::Result<()> {
+    let store = Store::open(&cli.data).await?;
+    let start = Instant::now();
+    let copies = maintenance::backup(&store, &args.dir).await?;
+    for copy in &copies {
+        println!("{copy}");
+    }
+    eprintln!(
+        "backup of {} written to {} in {:.2} s",
+        store.path().display(),
+        args.dir.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn restore(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let copies = maintenance::restore(&args.dir, &cli.data, args.force).await?;
+    for copy in &copies {
+        println!("{copy}");
+    }
+    eprintln!(
+        "restored {} into {} in {:.2} s",
+        args.dir.display(),
+        cli.data.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn ingest(cli: &Cli, args: &IngestArgs) -> anyhow::Result<()> {

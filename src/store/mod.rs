@@ -7,9 +7,11 @@
 //! <data>/<table>/           a Delta table (_delta_log/ + Parquet files)
 //! <data>/.locks/<table>     advisory lock held while a load commits
 //! ```
+//! [`maintenance`] compacts, vacuums, backs up and restores a store.
 //! Front ends never touch Parquet files directly: they go through [`Store`]
 //! and the engine.
 
+pub mod maintenance;
 pub mod schema;
 
 use std::fs::File;

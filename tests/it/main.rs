@@ -8,6 +8,7 @@ mod clients;
 mod export;
 mod faults;
 mod ingest;
+mod retention;
 mod server;
 mod server_copy;
 mod slt;
