@@ -12,4 +12,5 @@ mod retention;
 mod server;
 mod server_copy;
 mod slt;
+mod soak;
 mod views;
