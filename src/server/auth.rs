@@ -18,6 +18,7 @@ use base64::engine::general_purpose::STANDARD;
 use pgwire::api::auth::sasl::scram::gen_salted_password;
 use pgwire::api::auth::{AuthSource, LoginInfo, Password};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::startup::SASLInitialResponse;
 
 use super::config::{Role, ServerConfig, UserEntry};
 use crate::error::{Error, Result};
@@ -123,7 +124,10 @@ pub fn validate_users(config: &ServerConfig) -> Result<()> {
 
 /// The SCRAM [`AuthSource`] over the configured users. An unknown user gets a
 /// throw-away secret so the exchange fails exactly like a wrong password
-/// (SQLSTATE 28P01) and does not reveal which names exist.
+/// (SQLSTATE 28P01) and does not reveal which names exist: its salt is the
+/// same on every attempt (derived from the name and a key made at start, as
+/// PostgreSQL's mock salt), since a salt that changed between two attempts
+/// would tell an unknown name from a real one.
 #[derive(Debug)]
 pub struct UserSource {
     users: Arc<Vec<UserEntry>>,
@@ -149,7 +153,7 @@ impl AuthSource for UserSource {
             Some(s) => s,
             None => {
                 tracing::info!(user = name, "login refused: unknown user");
-                let salt: [u8; 16] = rand::random();
+                let salt = mock_salt(name);
                 let key: [u8; 32] = rand::random();
                 Secret {
                     iterations: ITERATIONS,
@@ -160,6 +164,19 @@ impl AuthSource for UserSource {
         };
         Ok(Password::new(Some(secret.salt), secret.salted_password))
     }
+}
+
+/// The salt shown for an unknown user `name`: stable for the life of the
+/// process, unpredictable without its random key.
+fn mock_salt(name: &str) -> [u8; 16] {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(rand::random);
+    let mac = gen_salted_password(name, key, 1);
+    let mut salt = [0u8; 16];
+    for (s, m) in salt.iter_mut().zip(mac) {
+        *s = m;
+    }
+    salt
 }
 
 /// The error a refused login gets, as PostgreSQL words it.
@@ -226,6 +243,41 @@ pub fn add_user(path: &Path, name: &str, role: Role, password: &str) -> Result<(
     Ok(())
 }
 
+/// Decode the body of a client's first SASL message (SASLInitialResponse:
+/// mechanism name, NUL, Int32 length or −1, data), or say what is wrong.
+///
+/// pgwire 0.41 decodes this message by trusting its length field, and a
+/// length beyond the body (or a body cut before it) panics the connection's
+/// task; crmdb decodes it here first and refuses a malformed one with
+/// 08P01, as PostgreSQL does.
+pub fn sasl_initial_response(body: &[u8]) -> std::result::Result<SASLInitialResponse, String> {
+    let nul = body
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or("the mechanism name is not NUL-terminated")?;
+    let mechanism = std::str::from_utf8(&body[..nul])
+        .map_err(|_| "the mechanism name is not valid UTF-8".to_string())?;
+    let rest = &body[nul + 1..];
+    let len_bytes: [u8; 4] = rest
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or("the message ends before its data length")?;
+    let data = &rest[4..];
+    let data = match i32::from_be_bytes(len_bytes) {
+        -1 => None,
+        n if usize::try_from(n).ok() == Some(data.len()) => {
+            Some(bytes::Bytes::copy_from_slice(data))
+        }
+        n => {
+            return Err(format!(
+                "its data length {n} does not match the {} bytes that follow",
+                data.len()
+            ));
+        }
+    };
+    Ok(SASLInitialResponse::new(mechanism.to_string(), data))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +311,44 @@ mod tests {
                 .unwrap_err()
                 .contains("base64")
         );
+    }
+
+    #[test]
+    fn sasl_initial_responses_are_decoded_or_refused_without_panicking() {
+        let mut ok = b"SCRAM-SHA-256\0".to_vec();
+        ok.extend(5i32.to_be_bytes());
+        ok.extend(b"n,,n=");
+        let m = sasl_initial_response(&ok).unwrap();
+        assert_eq!(m.auth_method, "SCRAM-SHA-256");
+        assert_eq!(m.data.as_deref(), Some(&b"n,,n="[..]));
+        let mut none = b"SCRAM-SHA-256\0".to_vec();
+        none.extend((-1i32).to_be_bytes());
+        assert_eq!(sasl_initial_response(&none).unwrap().data, None);
+        let mut huge = b"SCRAM-SHA-256\0".to_vec();
+        huge.extend(327_604_531i32.to_be_bytes());
+        huge.extend(b"n,,n=");
+        assert_eq!(
+            sasl_initial_response(&huge).unwrap_err(),
+            "its data length 327604531 does not match the 5 bytes that follow"
+        );
+        let mut negative = b"SCRAM-SHA-256\0".to_vec();
+        negative.extend((-7i32).to_be_bytes());
+        assert!(sasl_initial_response(&negative).is_err());
+        assert_eq!(
+            sasl_initial_response(b"SCRAM-SHA-256\0\0\0").unwrap_err(),
+            "the message ends before its data length"
+        );
+        assert_eq!(
+            sasl_initial_response(b"SCRAM-SHA-256").unwrap_err(),
+            "the mechanism name is not NUL-terminated"
+        );
+        assert!(sasl_initial_response(b"\xff\0\0\0\0\0").is_err());
+    }
+
+    #[test]
+    fn an_unknown_user_gets_the_same_salt_every_time() {
+        assert_eq!(mock_salt("mallory"), mock_salt("mallory"));
+        assert_ne!(mock_salt("mallory"), mock_salt("eve"));
     }
 
     #[test]

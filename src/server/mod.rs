@@ -28,6 +28,7 @@ pub mod masking;
 pub mod procs;
 pub mod rewrite;
 pub mod srf;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -64,6 +65,7 @@ use pgwire::api::{
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::startup::PasswordMessageFamily;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::tokio_rustls::TlsAcceptor;
 use pgwire::tokio::tokio_rustls::rustls;
@@ -392,7 +394,7 @@ async fn accept_loop(
             match permit {
                 Ok(_permit) => {
                     let handlers = Arc::new(Connection::new(shared));
-                    if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                    if let Err(e) = wire::serve(socket, tls, handlers).await {
                         tracing::debug!(%peer, "connection ended with an error: {e}");
                     }
                 }
@@ -412,7 +414,7 @@ async fn refuse_too_many(
     tls: Option<TlsAcceptor>,
 ) -> std::io::Result<()> {
     let handlers = Arc::new(TooMany);
-    pgwire::tokio::process_socket(socket, tls, handlers).await
+    wire::serve(socket, tls, handlers).await
 }
 
 struct TooMany;
@@ -526,8 +528,22 @@ struct ConnState {
     copy: Arc<copy::CopySlot>,
     service: OnceLock<Arc<DfSessionService>>,
     limits: OnceLock<Limits>,
-    /// Stand-in session before login (never has tables).
-    locked: Arc<DfSessionService>,
+    /// The login was refused (FATAL sent, connection closing).
+    refused: std::sync::atomic::AtomicBool,
+    /// The client's first SASL message has been received.
+    sasl_started: std::sync::atomic::AtomicBool,
+}
+
+impl ConnState {
+    /// The logged-in session. pgwire answers a failed login (FATAL) by
+    /// switching the connection to ReadyForQuery before it closes its write
+    /// side, and keeps reading: a query sent after the refusal arrives here
+    /// without a session and must not run anywhere.
+    fn service(&self) -> PgWireResult<&Arc<DfSessionService>> {
+        self.service
+            .get()
+            .ok_or_else(|| fatal("08P01", "the connection has not logged in".into()))
+    }
 }
 
 impl Connection {
@@ -537,10 +553,8 @@ impl Connection {
             copy: Arc::new(copy::CopySlot::default()),
             service: OnceLock::new(),
             limits: OnceLock::new(),
-            locked: Arc::new(DfSessionService::new_with_hooks(
-                Arc::new(SessionContext::new()),
-                vec![],
-            )),
+            refused: std::sync::atomic::AtomicBool::new(false),
+            sasl_started: std::sync::atomic::AtomicBool::new(false),
         });
         let params = Arc::new(server_parameters());
         let inner = match shared.config.auth {
@@ -629,11 +643,40 @@ fn fatal(code: &str, message: String) -> PgWireError {
 
 #[async_trait]
 impl StartupHandler for Startup {
+    /// A refused login ends as in PostgreSQL: the FATAL ErrorResponse, then
+    /// the server closes the connection. (Returned to pgwire, a FATAL error
+    /// is followed by a ReadyForQuery that clients such as asyncpg trip
+    /// over, and the connection would be left in the ready state.)
     async fn on_startup<C>(
         &self,
         client: &mut C,
         message: PgWireFrontendMessage,
     ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use std::sync::atomic::Ordering;
+        if self.state.refused.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match self.login(client, message).await {
+            Err(PgWireError::UserError(info)) if info.is_fatal() => {
+                self.state.refused.store(true, Ordering::Release);
+                client
+                    .send(PgWireBackendMessage::ErrorResponse((*info).into()))
+                    .await?;
+                client.close().await?;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+impl Startup {
+    async fn login<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -661,6 +704,25 @@ impl StartupHandler for Startup {
                 ));
             }
         }
+        // The first password message of a SCRAM login is decoded here, not
+        // by pgwire (see [`auth::sasl_initial_response`]).
+        let message = match message {
+            PgWireFrontendMessage::PasswordMessageFamily(PasswordMessageFamily::Raw(body))
+                if matches!(self.inner, Inner::Scram(_))
+                    && !self
+                        .state
+                        .sasl_started
+                        .swap(true, std::sync::atomic::Ordering::AcqRel) =>
+            {
+                let msg = auth::sasl_initial_response(&body).map_err(|why| {
+                    fatal("08P01", format!("malformed SASL initial response: {why}"))
+                })?;
+                PgWireFrontendMessage::PasswordMessageFamily(
+                    PasswordMessageFamily::SASLInitialResponse(msg),
+                )
+            }
+            other => other,
+        };
         let result = match &self.inner {
             Inner::Scram(h) => h.on_startup(client, message).await,
             Inner::Trust => {
@@ -712,9 +774,7 @@ impl StartupHandler for Startup {
         }
         Ok(())
     }
-}
 
-impl Startup {
     /// Build the logged-in user's session: engine session, pg_catalog
     /// functions, crmdb's functions, masking for viewers, the gate hook.
     async fn open_session(&self, user: &str) -> Result<()> {
@@ -776,10 +836,16 @@ fn with_pg_functions(ctx: SessionContext, roles: RoleCatalog) -> Result<SessionC
     scratch_catalogs.register_catalog(CATALOG.to_string(), Arc::new(MemoryCatalogProvider::new()));
     let scratch = SessionContext::new_with_state(
         SessionStateBuilder::new_from_existing(ctx.state())
-            .with_catalog_list(scratch_catalogs)
+            .with_catalog_list(scratch_catalogs.clone())
             .build(),
     );
     setup_pg_catalog(&scratch, CATALOG, roles).map_err(|e| Error::DataFusion(*e))?;
+    // The scratch pg_catalog holds the scratch catalog list, which holds it:
+    // a reference cycle that kept every session's copy of the pg_catalog
+    // tables (about 5 MB) alive after its connection closed.
+    if let Some(crm) = scratch_catalogs.catalog(CATALOG) {
+        crm.deregister_schema("pg_catalog", true)?;
+    }
     let state = SessionStateBuilder::new_from_existing(scratch.state())
         .with_catalog_list(ctx.state().catalog_list().clone())
         .build();
@@ -808,8 +874,8 @@ struct Queries {
 }
 
 impl Queries {
-    fn service(&self) -> &Arc<DfSessionService> {
-        self.state.service.get().unwrap_or(&self.state.locked)
+    fn service(&self) -> PgWireResult<&Arc<DfSessionService>> {
+        self.state.service()
     }
 
     fn limits(&self) -> Limits {
@@ -844,9 +910,9 @@ impl SimpleQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let service = self.service()?.clone();
         rewrite::check_complexity(query).map_err(|e| hooks::pg_error("54001", e))?;
         let guard = self.limits().start(self.timeout(client));
-        let service = self.service().clone();
         let rewritten = rewrite::rewrite(query);
         let query = rewritten.as_deref().unwrap_or(query);
         let responses = guard
@@ -886,8 +952,8 @@ impl ExtendedQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let service = self.service()?.clone();
         let guard = self.limits().start(self.timeout(client));
-        let service = self.service().clone();
         let response = guard
             .run(ExtendedQueryHandler::do_query(
                 service.as_ref(),
@@ -919,8 +985,8 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        let service = self.state.service()?;
         rewrite::check_complexity(sql).map_err(|e| hooks::pg_error("54001", e))?;
-        let service = self.state.service.get().unwrap_or(&self.state.locked);
         let rewritten = rewrite::rewrite(sql);
         let sql = rewritten.as_deref().unwrap_or(sql);
         let statement = service
@@ -937,7 +1003,7 @@ impl QueryParser for Parser {
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
-        let service = self.state.service.get().unwrap_or(&self.state.locked);
+        let service = self.state.service()?;
         service.query_parser().get_parameter_types(stmt)
     }
 
@@ -946,7 +1012,7 @@ impl QueryParser for Parser {
         stmt: &Self::Statement,
         column_format: Option<&pgwire::api::portal::Format>,
     ) -> PgWireResult<Vec<pgwire::api::results::FieldInfo>> {
-        let service = self.state.service.get().unwrap_or(&self.state.locked);
+        let service = self.state.service()?;
         service
             .query_parser()
             .get_result_schema(stmt, column_format)
