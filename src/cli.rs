@@ -17,6 +17,15 @@ use crate::ingest::{Format, IngestOptions, ingest_files};
 use crate::output::OutputFormat;
 use crate::store::{Store, maintenance};
 
+/// `println!` that returns the write error instead of panicking, so that
+/// `crmdb tables | head -1` ends quietly (see `main`'s broken-pipe case).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?;
+    }};
+}
+
 /// crmdb — an embedded analytical datastore for retail CRM data.
 #[derive(Debug, Parser)]
 #[command(name = "crmdb", version, about, long_about = None, propagate_version = true)]
@@ -219,7 +228,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Init => {
             let store = Store::init(&cli.data).await?;
-            println!("initialised crmdb store at {}", store.path().display());
+            outln!("initialised crmdb store at {}", store.path().display());
             Ok(())
         }
         Command::Ingest(args) => ingest(&cli, args).await,
@@ -241,7 +250,7 @@ async fn compact(cli: &Cli, args: &CompactArgs) -> anyhow::Result<()> {
     let store = Store::open(&cli.data).await?;
     for table in store.resolve_tables(&args.tables)? {
         let report = maintenance::compact(&store, &table).await?;
-        println!("{report}");
+        outln!("{report}");
     }
     Ok(())
 }
@@ -266,7 +275,7 @@ async fn vacuum(cli: &Cli, args: &VacuumArgs) -> anyhow::Result<()> {
     };
     for table in tables {
         let report = maintenance::vacuum(&store, &table, &opts).await?;
-        println!("{report}");
+        outln!("{report}");
     }
     Ok(())
 }
@@ -276,7 +285,7 @@ async fn backup(cli: &Cli, args: &BackupArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let copies = maintenance::backup(&store, &args.dir).await?;
     for copy in &copies {
-        println!("{copy}");
+        outln!("{copy}");
     }
     eprintln!(
         "backup of {} written to {} in {:.2} s",
@@ -291,7 +300,7 @@ async fn restore(cli: &Cli, args: &RestoreArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let copies = maintenance::restore(&args.dir, &cli.data, args.force).await?;
     for copy in &copies {
-        println!("{copy}");
+        outln!("{copy}");
     }
     eprintln!(
         "restored {} into {} in {:.2} s",
@@ -328,7 +337,7 @@ async fn ingest(cli: &Cli, args: &IngestArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let report = ingest_files(&store, &args.table, &args.files, &opts, &progress).await?;
     let secs = start.elapsed().as_secs_f64();
-    println!("{report}");
+    outln!("{report}");
     eprintln!(
         "{} rows in {secs:.2} s ({:.0} rows/s)",
         report.rows_read,
@@ -395,7 +404,7 @@ async fn sql(cli: &Cli, args: &SqlArgs) -> anyhow::Result<()> {
 
 async fn tables(cli: &Cli) -> anyhow::Result<()> {
     let store = Store::open(&cli.data).await?;
-    println!("{:<22} {:>12} {:>8}", "table", "rows", "version");
+    outln!("{:<22} {:>12} {:>8}", "table", "rows", "version");
     for def in crate::store::schema::TABLES {
         let table = store.table(def.name).await?;
         let rows: usize = table
@@ -404,7 +413,7 @@ async fn tables(cli: &Cli) -> anyhow::Result<()> {
             .iter()
             .filter_map(|f| f.num_records())
             .sum();
-        println!(
+        outln!(
             "{:<22} {:>12} {:>8}",
             def.name,
             rows,
@@ -418,7 +427,7 @@ async fn refresh(cli: &Cli, args: &RefreshArgs) -> anyhow::Result<()> {
     let engine = open_engine(cli).await?;
     let start = Instant::now();
     let report = crate::views::snapshot::refresh(&engine, args.as_of).await?;
-    println!("{report}");
+    outln!("{report}");
     eprintln!("in {:.2} s", start.elapsed().as_secs_f64());
     Ok(())
 }
@@ -431,7 +440,7 @@ async fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let summary = crate::generate::generate(&opts, &|_, _| {})?;
     for (table, rows, path, bytes) in &summary.tables {
-        println!(
+        outln!(
             "{table:<22} {rows:>12} rows {bytes:>14} bytes  {}",
             path.display()
         );
@@ -449,7 +458,7 @@ async fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
                 &hidden,
             )
             .await?;
-            println!("{report}");
+            outln!("{report}");
         }
     }
     Ok(())

@@ -34,9 +34,47 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(crmdb::cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader of our output went away (`crmdb sql … | head`): stop
+        // quietly with the status a shell gives a process killed by SIGPIPE.
+        Err(e) if broken_pipe(&e) => std::process::ExitCode::from(141),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `e` and its causes, leaving out a cause whose text the message already
+/// carries (DataFusion repeats its parser error as its source, for one).
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let df = cause
+            .downcast_ref::<datafusion::error::DataFusionError>()
+            .or(match cause.downcast_ref::<crmdb::error::Error>() {
+                Some(crmdb::error::Error::DataFusion(df)) => Some(df),
+                _ => None,
+            });
+        let part = match df {
+            // "SQL error: ParserError(\"…\")" says it in Debug form.
+            Some(datafusion::error::DataFusionError::SQL(parser, _)) => parser.to_string(),
+            _ => cause.to_string(),
+        };
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
+/// Whether `e` was caused by writing to a closed pipe.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -21,11 +21,56 @@ pub enum OutputFormat {
 }
 
 /// Write batches to `out` in `format`.
+///
+/// A failed write to `out` comes back as the `std::io::Error` it was (the
+/// CSV and JSON writers would flatten it into a message), so that callers
+/// can tell a closed pipe (`crmdb sql … | head`) from a real failure.
 pub fn write_batches(
     out: &mut dyn Write,
     batches: &[RecordBatch],
     format: OutputFormat,
 ) -> Result<()> {
+    let mut watched = Watched {
+        inner: out,
+        error: None,
+    };
+    let result = render(&mut watched, batches, format);
+    match (result, watched.error.take()) {
+        (Err(_), Some(io)) => Err(Error::io("<stdout>", io)),
+        (result, _) => result,
+    }
+}
+
+/// A writer that keeps the kind and message of its first failed write.
+struct Watched<'a> {
+    inner: &'a mut dyn Write,
+    error: Option<std::io::Error>,
+}
+
+impl Watched<'_> {
+    fn keep<T>(&mut self, r: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &r
+            && self.error.is_none()
+        {
+            self.error = Some(std::io::Error::new(e.kind(), e.to_string()));
+        }
+        r
+    }
+}
+
+impl Write for Watched<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.keep(r)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.inner.flush();
+        self.keep(r)
+    }
+}
+
+fn render(out: &mut dyn Write, batches: &[RecordBatch], format: OutputFormat) -> Result<()> {
     let io = |e: std::io::Error| Error::io("<stdout>", e);
     match format {
         OutputFormat::Table => {

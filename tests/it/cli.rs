@@ -62,6 +62,42 @@ fn a_bad_query_fails_with_the_engine_error() {
         err.contains("statement too complex: 19999 operators"),
         "{err}"
     );
+    // a syntax error reads as the parser wrote it, once
+    let out = run(&data, &["sql", "SELEC 1"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: sql parser error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1\n"
+    );
+}
+
+/// `crmdb sql … | head -1`: when the reader goes away the command stops
+/// with status 141 (as if killed by SIGPIPE) and says nothing, in every
+/// output format, instead of panicking or printing an I/O error.
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    assert!(run(&data, &["init"]).status.success());
+    for format in ["table", "csv", "json"] {
+        let mut child = crmdb()
+            .arg("--data")
+            .arg(&data)
+            .args(["sql", "--format", format])
+            .arg("SELECT * FROM generate_series(1, 2000000)")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // read the first bytes only (JSON is one line of about 30 MB)
+        let mut first = [0u8; 64];
+        let n = child.stdout.take().unwrap().read(&mut first).unwrap();
+        assert!(n > 0, "{format}: no output");
+        // the reader is dropped here: stdout is closed
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(141), "{format}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{format}");
+    }
 }
 
 #[test]
