@@ -605,17 +605,29 @@ fn abusive_statements_get_errors_and_the_server_keeps_serving() {
     // a huge sort stops at the statement timeout. (A cross join whose
     // every input batch multiplies into millions of rows stops only between
     // input batches: DataFusion yields at its sources, not inside the join.)
-    let r = psql_at(
-        fixture().addr,
-        "analyst",
-        PASSWORD,
-        &[
-            "-c",
-            "SET statement_timeout = '2s'",
-            "-c",
-            "SELECT x * 7 % 1000003 AS p FROM generate_series(1, 1000000000) t(x) ORDER BY p DESC LIMIT 1",
-        ],
-    );
+    // Another session is answered while the sort runs.
+    let sort = std::thread::spawn(|| {
+        let r = psql_at(
+            fixture().addr,
+            "analyst",
+            PASSWORD,
+            &[
+                "-c",
+                "SET statement_timeout = '4s'",
+                "-c",
+                "SELECT x * 7 % 1000003 AS p FROM generate_series(1, 1000000000) t(x) ORDER BY p DESC LIMIT 1",
+            ],
+        );
+        (r, std::time::Instant::now())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(query("analyst", "SELECT count(*) FROM orders"), "4");
+    let answered_at = std::time::Instant::now();
+    let (r, sort_ended_at) = sort.join().unwrap();
     assert!(!r.ok && r.stderr.contains("57014"), "{}", r.stderr);
+    assert!(
+        answered_at < sort_ended_at,
+        "the other session was answered only after the sort ended"
+    );
     assert_eq!(query("analyst", "SELECT count(*) FROM orders"), "4");
 }
