@@ -11,6 +11,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray, StructArray,
 };
+use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type};
 use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::Accumulator;
@@ -167,6 +168,18 @@ struct CollectAccumulator {
 }
 
 impl CollectAccumulator {
+    /// Append the rows where no column is NULL.
+    fn push_non_null_rows(&mut self, cols: &[Float64Array]) {
+        for i in 0..cols.first().map_or(0, |c| c.len()) {
+            if cols.iter().any(|c| c.is_null(i)) {
+                continue;
+            }
+            for (dst, c) in self.cols.iter_mut().zip(cols) {
+                dst.push(c.value(i));
+            }
+        }
+    }
+
     fn set_option(&mut self, v: f64) -> Result<()> {
         match self.option {
             Some(o) if o != v => exec_err!(
@@ -185,13 +198,12 @@ impl Accumulator for CollectAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let k = self.cols.len();
         let cols: Vec<Float64Array> = values[..k].iter().map(as_f64).collect::<Result<_>>()?;
-        for i in 0..cols.first().map_or(0, |c| c.len()) {
-            if cols.iter().any(|c| c.is_null(i)) {
-                continue;
-            }
+        if cols.iter().all(|c| c.null_count() == 0) {
             for (dst, c) in self.cols.iter_mut().zip(&cols) {
-                dst.push(c.value(i));
+                dst.extend_from_slice(c.values());
             }
+        } else {
+            self.push_non_null_rows(&cols);
         }
         if let Some(opt) = values.get(k) {
             let opt = as_f64(opt)?;
@@ -215,11 +227,13 @@ impl Accumulator for CollectAccumulator {
             .cols
             .iter_mut()
             .map(|c| {
-                let values = std::mem::take(c);
-                let list = ListArray::from_iter_primitive::<Float64Type, _, _>([Some(
-                    values.into_iter().map(Some),
-                )]);
-                ScalarValue::List(Arc::new(list))
+                let values = Float64Array::from(std::mem::take(c));
+                ScalarValue::List(Arc::new(ListArray::new(
+                    Arc::new(Field::new_list_field(DataType::Float64, true)),
+                    OffsetBuffer::from_lengths([values.len()]),
+                    Arc::new(values),
+                    None,
+                )))
             })
             .collect();
         out.push(ScalarValue::Float64(self.option));
@@ -236,7 +250,11 @@ impl Accumulator for CollectAccumulator {
                 }
                 let v = list.value(i);
                 let v = v.as_primitive::<Float64Type>();
-                dst.extend(v.iter().map(|x| x.unwrap_or(f64::NAN)));
+                if v.null_count() == 0 {
+                    dst.extend_from_slice(v.values());
+                } else {
+                    dst.extend(v.iter().map(|x| x.unwrap_or(f64::NAN)));
+                }
             }
         }
         if let Some(opt) = states.get(k) {

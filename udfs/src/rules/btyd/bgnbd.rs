@@ -93,7 +93,11 @@ fn total_ll_grad(
             let e = (-(a3 - a4).abs()).exp();
             let hi = 1.0 / (1.0 + e);
             let (s3, s4) = if a3 >= a4 { (hi, e * hi) } else { (e * hi, hi) };
-            acc[0] += w * (head[k] + a3.max(a4) + e.ln_1p());
+            // ln(1 + e) rather than ln_1p: e ≤ 1 is added to a term of order
+            // one, so the rounding of 1 + e costs nothing the sum can see,
+            // and ln is several times cheaper than glibc's log1p (which was
+            // a fifth of the whole fit's time).
+            acc[0] += w * (head[k] + a3.max(a4) + (1.0 + e).ln());
             acc[1] += w * (s3 * lt + s4 * ltx);
             acc[2] += w * rx * (s3 * it + s4 * itx);
             acc[3] += w * s4;

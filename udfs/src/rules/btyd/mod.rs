@@ -126,14 +126,11 @@ pub fn group_rfm(rows: &[Rfm]) -> Result<Grouped, FitError> {
     // Sorted into a canonical order, so that the likelihood sums (and so the
     // fit, to the last bit) do not depend on the order the rows arrived in,
     // i.e. on how the query engine partitioned them; identical rows are then
-    // adjacent. (Equal under total_cmp means the same bits, so an unstable
-    // sort gives the same result for every input order.)
+    // adjacent. (Sorted by their bits: equal keys are the same bits, so an
+    // unstable sort gives the same result for every input order; the rows
+    // were checked non-negative, where bit order is numeric order.)
     let mut sorted = rows.to_vec();
-    sorted.sort_unstable_by(|a, b| {
-        a.x.total_cmp(&b.x)
-            .then(a.t_x.total_cmp(&b.t_x))
-            .then(a.t.total_cmp(&b.t))
-    });
+    sorted.sort_unstable_by_key(|r| (r.x.to_bits(), r.t_x.to_bits(), r.t.to_bits()));
     let mut g = Grouped::default();
     for r in sorted {
         match (g.rows.last(), g.weights.last_mut()) {
