@@ -10,6 +10,7 @@
 //! tls_key = "/etc/crmdb/server.key"
 //! max_connections = 100
 //! statement_timeout = "5min"     # default per session; "0" = none
+//! max_active_statements = 0      # statements reading tables at once; 0 = 2 × cores
 //!
 //! [[server.users]]
 //! name = "alice"
@@ -40,6 +41,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Default `statement_timeout` of a session, e.g. "30s", "5min", "0" (none).
     pub statement_timeout: String,
+    /// Most statements reading store tables or views that run at once
+    /// (the others wait their turn); 0 = twice the cores.
+    pub max_active_statements: usize,
     /// The users allowed to connect.
     pub users: Vec<UserEntry>,
 }
@@ -54,6 +58,7 @@ impl Default for ServerConfig {
             tls_key: None,
             max_connections: 100,
             statement_timeout: "0".to_string(),
+            max_active_statements: 0,
             users: Vec::new(),
         }
     }
@@ -68,6 +73,14 @@ impl ServerConfig {
                 self.statement_timeout
             )
         })
+    }
+
+    /// `max_active_statements`, with 0 resolved to twice the cores.
+    pub fn active_statements(&self) -> usize {
+        match self.max_active_statements {
+            0 => 2 * std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
     }
 
     /// The user entry called `name`.

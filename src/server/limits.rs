@@ -6,10 +6,18 @@
 //! passes or a cancel arrives, the stream ends with SQLSTATE 57014 and is
 //! dropped, which stops DataFusion's tasks.
 //!
+//! Statements that read store tables or views also take one of the server's
+//! [`Slots`] for their whole life, so that at most `max_active_statements`
+//! of them plan, execute and share the memory pool at once; the others wait
+//! in arrival order (the wait counts toward `statement_timeout`, and a
+//! cancel stops it). Catalog queries, `SET`, `SHOW` and constant `SELECT`s
+//! need no slot, so psql meta-commands and BI tools' startup queries are
+//! answered while the slots are busy.
+//!
 //! Errors from DataFusion get their SQLSTATE here too ([`map_error`]).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use datafusion::error::DataFusionError;
@@ -17,7 +25,7 @@ use futures::StreamExt;
 use pgwire::api::results::{CopyResponse, QueryResponse, Response};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::SecretKey;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
 type CancelMap = HashMap<(i32, Vec<u8>), watch::Sender<u64>>;
@@ -71,18 +79,87 @@ impl Drop for Registration {
     }
 }
 
+/// The server's execution slots (see the module documentation).
+#[derive(Debug)]
+pub struct Slots {
+    semaphore: Arc<Semaphore>,
+    /// Lower-case names of the tables and views a statement must name to
+    /// need a slot.
+    tables: HashSet<String>,
+}
+
+/// A held slot, shared by the statements of one connection.
+pub type Slot = Arc<OwnedSemaphorePermit>;
+
+impl Slots {
+    /// `count` slots for statements naming any of `tables`.
+    pub fn new(count: usize, tables: impl IntoIterator<Item = String>) -> Slots {
+        Slots {
+            semaphore: Arc::new(Semaphore::new(count.max(1))),
+            tables: tables.into_iter().map(|t| t.to_lowercase()).collect(),
+        }
+    }
+
+    /// Whether `sql` names a store table or view (as a whole word, in any
+    /// case; a quoted or schema-qualified name counts too).
+    pub fn needed_by(&self, sql: &str) -> bool {
+        sql.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .any(|word| !word.is_empty() && self.tables.contains(&word.to_lowercase()))
+    }
+
+    /// Slots free now.
+    pub fn available(&self) -> usize {
+        self.semaphore.available_permits()
+    }
+}
+
 /// The limits of one connection.
 #[derive(Debug, Clone, Default)]
 pub struct Limits {
     registration: Option<Arc<Registration>>,
+    slots: Option<Arc<Slots>>,
+    /// The slot this connection holds, if a statement of it still runs or
+    /// streams (a suspended portal, say): its next statements share it
+    /// rather than wait for a second one, which could never come.
+    held: Arc<Mutex<Weak<OwnedSemaphorePermit>>>,
 }
 
 impl Limits {
-    /// Limits listening to a connection's cancel signal.
-    pub fn new(registration: Arc<Registration>) -> Limits {
+    /// Limits listening to a connection's cancel signal and sharing the
+    /// server's `slots`.
+    pub fn new(registration: Arc<Registration>, slots: Arc<Slots>) -> Limits {
         Limits {
             registration: Some(registration),
+            slots: Some(slots),
+            held: Arc::default(),
         }
+    }
+
+    /// The slot `sql` needs, waited for under `guard` (timeout, cancel);
+    /// `None` when it needs none.
+    pub async fn slot(&self, guard: &Guard, sql: &str) -> PgWireResult<Option<Slot>> {
+        let Some(slots) = self.slots.as_ref().filter(|s| s.needed_by(sql)) else {
+            return Ok(None);
+        };
+        if let Some(held) = self.held.lock().ok().and_then(|h| h.upgrade()) {
+            return Ok(Some(held));
+        }
+        let permit = guard
+            .run(async {
+                slots.semaphore.clone().acquire_owned().await.map_err(|_| {
+                    PgWireError::UserError(Box::new(ErrorInfo::new(
+                        "FATAL".into(),
+                        "57P01".into(),
+                        "the server is shutting down".into(),
+                    )))
+                })
+            })
+            .await?;
+        let slot = Arc::new(permit);
+        if let Ok(mut held) = self.held.lock() {
+            *held = Arc::downgrade(&slot);
+        }
+        Ok(Some(slot))
     }
 
     /// Start a statement: a guard with its deadline; cancels from now on count.
@@ -157,14 +234,15 @@ impl Guard {
         }
     }
 
-    /// Wrap a response so its rows (or COPY data) stream under the guard.
-    pub fn wrap(&self, response: Response) -> Response {
+    /// Wrap a response so its rows (or COPY data) stream under the guard,
+    /// holding `slot` until the stream ends or is dropped.
+    pub fn wrap(&self, response: Response, slot: Option<Slot>) -> Response {
         match response {
             Response::Query(mut q) => {
                 let schema = q.row_schema();
                 let tag = q.command_tag().to_string();
                 let rows = std::mem::replace(q.data_rows(), Box::pin(futures::stream::empty()));
-                let mut out = QueryResponse::new(schema, self.until_stopped(rows));
+                let mut out = QueryResponse::new(schema, self.until_stopped(rows, slot));
                 out.set_command_tag(&tag);
                 Response::Query(out)
             }
@@ -173,7 +251,11 @@ impl Guard {
             Response::CopyOut(mut c) if c.format == 0 => {
                 let (format, columns) = (c.format, c.columns);
                 let data = std::mem::replace(c.data_stream(), Box::pin(futures::stream::empty()));
-                Response::CopyOut(CopyResponse::new(format, columns, self.until_stopped(data)))
+                Response::CopyOut(CopyResponse::new(
+                    format,
+                    columns,
+                    self.until_stopped(data, slot),
+                ))
             }
             other => other,
         }
@@ -184,12 +266,17 @@ impl Guard {
     fn until_stopped<T: Send + 'static>(
         &self,
         items: futures::stream::BoxStream<'static, PgWireResult<T>>,
+        slot: Option<Slot>,
     ) -> impl futures::Stream<Item = PgWireResult<T>> + Send + 'static {
         let stop = Box::pin(self.clone().stopped());
-        futures::stream::unfold(Some((items, stop)), |state| async move {
-            let (mut items, mut stop) = state?;
+        // The slot lives in the state: released with the last row, the
+        // error, or the stream's drop.
+        futures::stream::unfold(Some((items, stop, slot)), |state| async move {
+            let (mut items, mut stop, slot) = state?;
             tokio::select! {
-                item = items.next() => item.map(|r| (r.map_err(map_error), Some((items, stop)))),
+                item = items.next() => {
+                    item.map(|r| (r.map_err(map_error), Some((items, stop, slot))))
+                }
                 e = &mut stop => Some((Err(e), None)),
             }
         })
@@ -225,5 +312,55 @@ pub fn map_error(e: PgWireError) -> PgWireError {
             },
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(slots: &Arc<Slots>) -> Limits {
+        Limits {
+            registration: None,
+            slots: Some(slots.clone()),
+            held: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn only_statements_naming_store_tables_need_a_slot() {
+        let slots = Slots::new(1, ["orders".to_string(), "customer_metrics".into()]);
+        assert!(slots.needed_by("SELECT count(*) FROM orders"));
+        assert!(slots.needed_by("select * from \"Orders\""));
+        assert!(slots.needed_by("SELECT * FROM crm.public.customer_metrics"));
+        assert!(slots.needed_by("COPY (SELECT * FROM orders) TO STDOUT"));
+        assert!(!slots.needed_by("SELECT 1"));
+        assert!(!slots.needed_by("SELECT relname FROM pg_catalog.pg_class"));
+        assert!(!slots.needed_by("SELECT * FROM orders_archive"));
+        assert!(!slots.needed_by("SHOW statement_timeout"));
+    }
+
+    #[tokio::test]
+    async fn statements_wait_for_a_slot_and_a_connection_shares_its_own() {
+        let slots = Arc::new(Slots::new(1, ["orders".to_string()]));
+        let (a, b) = (limits(&slots), limits(&slots));
+        let sql = "SELECT * FROM orders";
+        let guard = a.start(Some(Duration::from_millis(50)));
+        let first = a.slot(&guard, sql).await.unwrap().unwrap();
+        // the same connection (a suspended portal and a new statement)
+        // shares its slot instead of waiting for itself
+        let again = a.slot(&guard, sql).await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(slots.available(), 0);
+        // another connection waits, and its timeout ends the wait
+        let guard_b = b.start(Some(Duration::from_millis(50)));
+        let err = b.slot(&guard_b, sql).await.unwrap_err();
+        assert!(err.to_string().contains("57014"), "{err}");
+        // a statement that needs no slot does not wait
+        assert!(b.slot(&guard_b, "SELECT 1").await.unwrap().is_none());
+        drop((first, again));
+        assert_eq!(slots.available(), 1);
+        let guard_b = b.start(Some(Duration::from_millis(50)));
+        assert!(b.slot(&guard_b, sql).await.unwrap().is_some());
     }
 }

@@ -76,7 +76,7 @@ use self::auth::{Secret, UserSource};
 use self::config::{AuthMode, Role, ServerConfig, UserEntry};
 use self::functions::SessionInfo;
 use self::hooks::GateHook;
-use self::limits::{CancelRegistry, Limits};
+use self::limits::{CancelRegistry, Limits, Slots};
 use crate::cli::Cli;
 use crate::engine::{CATALOG, Engine};
 use crate::error::{Error, Result};
@@ -269,6 +269,8 @@ struct Shared {
     default_timeout: Option<Duration>,
     connections: Arc<ConnectionManager>,
     cancels: Arc<CancelRegistry>,
+    /// Execution slots of statements that read store tables or views.
+    slots: Arc<Slots>,
     scram_iterations: usize,
     pids: Arc<RandomPidSecretKeyGenerator>,
 }
@@ -354,8 +356,23 @@ impl Server {
                 indexes.clone(),
             )),
         )?;
+        let tables: Vec<String> = crm
+            .schema_names()
+            .iter()
+            .filter(|s| !matches!(s.as_str(), "pg_catalog" | "information_schema"))
+            .filter_map(|s| crm.schema(s))
+            .flat_map(|s| s.table_names())
+            .collect();
+        let active = config.active_statements();
+        tracing::info!(
+            slots = active,
+            tables = tables.len(),
+            "statements reading tables run at most {active} at a time"
+        );
+        let slots = Arc::new(Slots::new(active, tables));
         let shared = Arc::new(Shared {
             indexes,
+            slots,
             users: Arc::new(config.users.clone()),
             engine,
             default_timeout,
@@ -767,10 +784,10 @@ impl Startup {
             && self.state.limits.get().is_none()
         {
             let (pid, key) = client.pid_and_secret_key();
-            let _ = self
-                .state
-                .limits
-                .set(Limits::new(self.shared.cancels.register(pid, &key)));
+            let _ = self.state.limits.set(Limits::new(
+                self.shared.cancels.register(pid, &key),
+                self.shared.slots.clone(),
+            ));
         }
         Ok(())
     }
@@ -912,7 +929,9 @@ impl SimpleQueryHandler for Queries {
     {
         let service = self.service()?.clone();
         rewrite::check_complexity(query).map_err(|e| hooks::pg_error("54001", e))?;
-        let guard = self.limits().start(self.timeout(client));
+        let limits = self.limits();
+        let guard = limits.start(self.timeout(client));
+        let slot = limits.slot(&guard, query).await?;
         let rewritten = rewrite::rewrite(query);
         let query = rewritten.as_deref().unwrap_or(query);
         let responses = guard
@@ -924,8 +943,11 @@ impl SimpleQueryHandler for Queries {
             .await?;
         // A `SET statement_timeout` among the statements applies to the rows
         // that stream after it, so read the setting again.
-        let guard = self.limits().start(self.timeout(client));
-        Ok(responses.into_iter().map(|r| guard.wrap(r)).collect())
+        let guard = limits.start(self.timeout(client));
+        Ok(responses
+            .into_iter()
+            .map(|r| guard.wrap(r, slot.clone()))
+            .collect())
     }
 }
 
@@ -953,7 +975,9 @@ impl ExtendedQueryHandler for Queries {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let service = self.service()?.clone();
-        let guard = self.limits().start(self.timeout(client));
+        let limits = self.limits();
+        let guard = limits.start(self.timeout(client));
+        let slot = limits.slot(&guard, &portal.statement.statement.0).await?;
         let response = guard
             .run(ExtendedQueryHandler::do_query(
                 service.as_ref(),
@@ -962,7 +986,7 @@ impl ExtendedQueryHandler for Queries {
                 max_rows,
             ))
             .await?;
-        Ok(guard.wrap(response))
+        Ok(guard.wrap(response, slot))
     }
 }
 

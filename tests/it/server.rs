@@ -400,6 +400,81 @@ fn too_many_connections_get_53300() {
     );
 }
 
+/// With `max_active_statements = 1`, a statement reading a table waits
+/// while another holds the slot (and its statement_timeout ends the wait);
+/// catalog queries and constant SELECTs are answered meanwhile; once the
+/// slot is free the waiting kind runs again.
+#[test]
+fn statements_beyond_max_active_statements_wait_their_turn() {
+    let f = fixture();
+    let addr = f
+        .start(ServerConfig {
+            max_active_statements: 1,
+            ..config()
+        })
+        .unwrap();
+    let holder = std::thread::spawn(move || {
+        let r = psql_at(
+            addr,
+            "analyst",
+            PASSWORD,
+            &[
+                "-c",
+                "SET statement_timeout = '4s'",
+                "-c",
+                "SELECT x * 7 % 1000003 AS p FROM generate_series(1, 1000000000) t(x) \
+                 WHERE x > (SELECT count(*) FROM orders) ORDER BY p DESC LIMIT 1",
+            ],
+        );
+        (r, Instant::now())
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let waiting = psql_at(
+        addr,
+        "analyst",
+        PASSWORD,
+        &[
+            "-c",
+            "SET statement_timeout = '1s'",
+            "-c",
+            "SELECT count(*) FROM orders",
+        ],
+    );
+    let meta = psql_at(
+        addr,
+        "analyst",
+        PASSWORD,
+        &[
+            "-c",
+            "SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = 'public'",
+            "-c",
+            "SELECT 1 + 1",
+        ],
+    );
+    let meta_at = Instant::now();
+    let (held, held_until) = holder.join().unwrap();
+    assert!(!held.ok && held.stderr.contains("57014"), "{}", held.stderr);
+    assert!(
+        !waiting.ok && waiting.stderr.contains("57014"),
+        "a second table read did not wait for the slot: {} {}",
+        waiting.stdout,
+        waiting.stderr
+    );
+    assert!(meta.ok, "{}", meta.stderr);
+    assert_eq!(meta.stdout, "1\n2\n");
+    assert!(
+        meta_at < held_until,
+        "the catalog query waited for the slot"
+    );
+    let after = psql_at(
+        addr,
+        "analyst",
+        PASSWORD,
+        &["-c", "SELECT count(*) FROM orders"],
+    );
+    assert_eq!(after.stdout, "4\n", "{}", after.stderr);
+}
+
 #[test]
 fn unsafe_configurations_refuse_to_start() {
     let f = fixture();

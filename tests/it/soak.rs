@@ -32,6 +32,14 @@ pub const VIEW_CACHE_MB: u64 = 64;
 /// tables, 32 sessions with their pg_catalog, allocator slack.
 pub const RSS_MARGIN_MB: u64 = 512;
 
+/// The `crmdb` binary the child servers run: `CRMDB_TEST_BIN` when set (a
+/// release build, for the long settings), else the one cargo built.
+pub fn crmdb_bin() -> PathBuf {
+    std::env::var_os("CRMDB_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_crmdb")))
+}
+
 pub fn env_u64(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
         Ok(v) => v
@@ -79,7 +87,7 @@ impl ChildServer {
     /// the first line it prints ("crmdb is listening on 127.0.0.1:PORT …").
     pub fn start(data: &Path, config: &Path) -> ChildServer {
         let stderr = data.with_extension("stderr.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_crmdb"))
+        let mut child = Command::new(crmdb_bin())
             .arg("--data")
             .arg(data)
             .arg("--config")
@@ -153,7 +161,7 @@ impl Drop for ChildServer {
 /// crmdb.toml, in `dir`.
 pub fn generated_store(dir: &Path, customers: u64) -> (PathBuf, PathBuf) {
     let data = dir.join("data");
-    let out = Command::new(env!("CARGO_BIN_EXE_crmdb"))
+    let out = Command::new(crmdb_bin())
         .arg("generate")
         .arg("--customers")
         .arg(customers.to_string())
