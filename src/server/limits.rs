@@ -100,10 +100,27 @@ impl Slots {
         }
     }
 
-    /// Whether `sql` names a store table or view (as a whole word, in any
-    /// case; a quoted or schema-qualified name counts too).
+    /// Whether `sql` names a store table or view: as a whole word, in any
+    /// case, quoted ("orders") or schema-qualified too, but not inside a
+    /// string literal (psql's `\d orders` asks the catalog for
+    /// `relname ~ '^(orders)$'` and needs no slot).
     pub fn needed_by(&self, sql: &str) -> bool {
-        sql.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        let mut in_literal = false;
+        let code: String = sql
+            .chars()
+            .map(|c| {
+                // '' inside a literal toggles twice: still inside
+                if c == '\'' {
+                    in_literal = !in_literal;
+                    ' '
+                } else if in_literal {
+                    ' '
+                } else {
+                    c
+                }
+            })
+            .collect();
+        code.split(|c: char| !(c.is_alphanumeric() || c == '_'))
             .any(|word| !word.is_empty() && self.tables.contains(&word.to_lowercase()))
     }
 
@@ -338,6 +355,12 @@ mod tests {
         assert!(!slots.needed_by("SELECT relname FROM pg_catalog.pg_class"));
         assert!(!slots.needed_by("SELECT * FROM orders_archive"));
         assert!(!slots.needed_by("SHOW statement_timeout"));
+        // psql's \d orders
+        assert!(!slots.needed_by(
+            "SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.~) '^(orders)$'"
+        ));
+        assert!(!slots.needed_by("SELECT 'it''s orders'"));
+        assert!(slots.needed_by("SELECT 'it''s' FROM orders"));
     }
 
     #[tokio::test]
