@@ -420,7 +420,7 @@ fn statements_beyond_max_active_statements_wait_their_turn() {
             PASSWORD,
             &[
                 "-c",
-                "SET statement_timeout = '4s'",
+                "SET statement_timeout = '8s'",
                 "-c",
                 "SELECT x * 7 % 1000003 AS p FROM generate_series(1, 1000000000) t(x) \
                  WHERE x > (SELECT count(*) FROM orders) ORDER BY p DESC LIMIT 1",
@@ -428,7 +428,8 @@ fn statements_beyond_max_active_statements_wait_their_turn() {
         );
         (r, Instant::now())
     });
-    std::thread::sleep(Duration::from_millis(1000));
+    // (well after the holder has its slot, even on a loaded machine)
+    std::thread::sleep(Duration::from_millis(2000));
     let waiting = psql_at(
         addr,
         "analyst",
