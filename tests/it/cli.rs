@@ -11,6 +11,18 @@ pub fn run(data: &Path, args: &[&str]) -> Output {
     crmdb().arg("--data").arg(data).args(args).output().unwrap()
 }
 
+/// A fresh store in `dir` (`crmdb init`), its path.
+pub fn init(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    let out = run(&data, &["init"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    data
+}
+
 pub fn sample(name: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/sample_data")).join(name)
 }
@@ -47,8 +59,7 @@ fn demo_counts_the_sample_orders() {
 #[test]
 fn a_bad_query_fails_with_the_engine_error() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("d");
-    assert!(run(&data, &["init"]).status.success());
+    let data = init(dir.path());
     let out = run(&data, &["sql", "SELECT no_such_column FROM orders"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -77,8 +88,7 @@ fn a_bad_query_fails_with_the_engine_error() {
 fn a_closed_stdout_ends_the_command_quietly() {
     use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("d");
-    assert!(run(&data, &["init"]).status.success());
+    let data = init(dir.path());
     for format in ["table", "csv", "json"] {
         let mut child = crmdb()
             .arg("--data")
@@ -103,8 +113,7 @@ fn a_closed_stdout_ends_the_command_quietly() {
 #[test]
 fn sql_output_formats() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("d");
-    assert!(run(&data, &["init"]).status.success());
+    let data = init(dir.path());
     let q = "SELECT 1 AS a, 'x' AS b";
     assert_eq!(
         stdout(&run(&data, &["sql", "--format", "csv", q])),
@@ -131,8 +140,7 @@ fn opening_a_missing_store_says_how_to_create_it() {
 #[test]
 fn sql_timing_reports_each_statement_on_stderr() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("d");
-    assert!(run(&data, &["init"]).status.success());
+    let data = init(dir.path());
     let out = run(
         &data,
         &[

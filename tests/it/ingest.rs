@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::cli::run;
+use crate::cli::{init, run};
 
 const ORDERS_HEADER: &str =
     "order_id,customer_id,order_ts,channel,store_id,amount,discount,promotion_id,status\n";
@@ -22,17 +22,6 @@ fn orders_csv(ids: std::ops::Range<i64>) -> String {
         .unwrap();
     }
     s
-}
-
-fn init(dir: &Path) -> std::path::PathBuf {
-    let data = dir.join("data");
-    let out = run(&data, &["init"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    data
 }
 
 fn count(data: &Path, table: &str) -> String {
