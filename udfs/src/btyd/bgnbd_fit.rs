@@ -33,7 +33,7 @@ fn fit(cols: &[Vec<f64>], penalizer: f64) -> Result<Fitted, FitError> {
 /// `bgnbd_fit(frequency, recency, t [, penalizer]) -> Struct`
 #[user_doc(
     doc_section(label = "CRM functions"),
-    description = "Fits the BG/NBD model (Fader, Hardie & Lee 2005) by maximum likelihood and returns {r, alpha, a, b, ll, n, converged}: the parameters (alpha in the time unit of recency and t), the total log-likelihood, the customers used and whether the optimiser converged (a warning is logged when it did not). Rows with a NULL are skipped. Identical (frequency, recency, t) rows are grouped, so the cost depends on the distinct rows. Errors on fewer than 3 customers, when no customer has a repeat purchase, on negative values or recency > t.",
+    description = "Fits the BG/NBD model (Fader, Hardie & Lee 2005) by maximum likelihood and returns {r, alpha, a, b, ll, n, converged}: the parameters (alpha in the time unit of recency and t), the total log-likelihood, the customers used and whether the optimiser converged (a warning is logged when it did not). Rows with a NULL are skipped. Identical (frequency, recency, t) rows are grouped, so the cost depends on the distinct rows; from 50,000 distinct rows on, the optimiser starts from the fit of every 16th of them (the same maximum in a few full evaluations). Errors on fewer than 3 customers, when no customer has a repeat purchase, on negative values or recency > t.",
     syntax_example = "bgnbd_fit(frequency, recency, t [, penalizer])",
     sql_example = r#"```sql
 > WITH s AS (SELECT customer_id, btyd_summary(order_ts, amount, TIMESTAMP '2025-12-31 23:59:59', 7) AS s FROM orders GROUP BY customer_id)

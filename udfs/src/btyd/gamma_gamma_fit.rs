@@ -38,7 +38,7 @@ fn fit(cols: &[Vec<f64>], penalizer: f64) -> Result<Fitted, FitError> {
 /// `gamma_gamma_fit(frequency, monetary_value [, penalizer]) -> Struct`
 #[user_doc(
     doc_section(label = "CRM functions"),
-    description = "Fits the Gamma-Gamma spend model by maximum likelihood on the repeat buyers (rows with frequency > 0; others are skipped, as are NULLs) and returns {p, q, v, ll, n, converged}; q > 1 is enforced so that expected values are finite. n is the number of repeat buyers used. Errors on fewer than 3 repeat buyers, negative frequencies or a non-positive monetary_value for a repeat buyer.",
+    description = "Fits the Gamma-Gamma spend model by maximum likelihood on the repeat buyers (rows with frequency > 0; others are skipped, as are NULLs) and returns {p, q, v, ll, n, converged}; q > 1 is enforced so that expected values are finite. n is the number of repeat buyers used. From 50,000 repeat buyers on, the optimiser starts from the fit of every 16th of them (the same maximum in a few full evaluations). Errors on fewer than 3 repeat buyers, negative frequencies or a non-positive monetary_value for a repeat buyer.",
     syntax_example = "gamma_gamma_fit(frequency, monetary_value [, penalizer])",
     sql_example = r#"```sql
 > SELECT gamma_gamma_fit(s['frequency'], s['monetary_value']) FROM summaries;

@@ -5,9 +5,15 @@
 //! leaves the estimate unchanged whenever the unconstrained optimum has q > 1
 //! and keeps the expected value finite otherwise.
 
-use super::optim::{BfgsOptions, Options, minimize};
+use super::optim::{BfgsOptions, Options, Start, minimize, warm_start};
 use super::special::{digamma, ln_gamma};
 use super::{FitError, check_penalizer, par_sum, par_sums};
+
+/// Fits over at least this many repeat buyers start from the fit of a
+/// thinned sample of them (see [`warm_start`]).
+const WARM_START_MIN_BUYERS: usize = 50_000;
+/// The sample keeps one buyer in this many.
+const WARM_START_THINNING: usize = 16;
 
 /// Fitted Gamma-Gamma parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,8 +43,13 @@ pub fn log_likelihood(par: &Params, x: f64, m: f64) -> f64 {
 /// skipped. Errors on negative or non-finite values, a positive frequency with
 /// a non-positive monetary value, or fewer than 3 repeat buyers.
 pub fn fit(rows: &[(f64, f64)], penalizer: f64) -> Result<Fit, FitError> {
+    fit_with(rows, penalizer, true)
+}
+
+/// [`fit`]; `warm` allows the warm start from a thinned sample.
+fn fit_with(rows: &[(f64, f64)], penalizer: f64, warm: bool) -> Result<Fit, FitError> {
     check_penalizer(penalizer)?;
-    let mut data: Vec<(f64, f64)> = Vec::new();
+    let mut data: Vec<(f64, f64)> = Vec::with_capacity(rows.len());
     for (i, &(x, m)) in rows.iter().enumerate() {
         if !x.is_finite() || x < 0.0 || x.fract() != 0.0 {
             return Err(FitError::BadValue {
@@ -70,28 +81,27 @@ pub fn fit(rows: &[(f64, f64)], penalizer: f64) -> Result<Fit, FitError> {
     }
     // Canonical order: the fit must not depend on the row order (partitioning).
     data.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
-    let n = data.len() as f64;
     let prep = Prepared::new(&data);
-    let ll_of = |par: &Params| prep.total_ll(par);
     let to_params = |th: &[f64]| Params {
         p: th[0].exp(),
         q: 1.0 + th[1].exp(),
         v: th[2].exp(),
     };
+    let penalty = |par: &Params| penalizer * (par.p * par.p + par.q * par.q + par.v * par.v);
     let objective = |th: &[f64]| {
         let par = to_params(th);
-        -ll_of(&par) / n + penalizer * (par.p * par.p + par.q * par.q + par.v * par.v)
+        -prep.total_ll(&par) / prep.n() + penalty(&par)
     };
     // The same over θ = (ln p, ln(q − 1), ln v), with its gradient.
-    let with_grad = |th: &[f64], out: &mut [f64]| {
+    let with_grad = |prep: &Prepared, th: &[f64], out: &mut [f64]| {
         let par = to_params(th);
         let mut d = [0.0; 3];
         let ll = prep.total_ll_grad(&par, &mut d);
         let dpar = [par.p, par.q - 1.0, par.v];
         for (j, v) in [par.p, par.q, par.v].into_iter().enumerate() {
-            out[j] = dpar[j] * (-d[j] / n + 2.0 * penalizer * v);
+            out[j] = dpar[j] * (-d[j] / prep.n() + 2.0 * penalizer * v);
         }
-        -ll / n + penalizer * (par.p * par.p + par.q * par.q + par.v * par.v)
+        -ll / prep.n() + penalty(&par)
     };
     // The rearranged likelihood is a difference of large sums: its rounding
     // noise (~1e-14 of the mean) is above the default simplex tolerances,
@@ -102,15 +112,25 @@ pub fn fit(rows: &[(f64, f64)], penalizer: f64) -> Result<Fit, FitError> {
         x_tol: 1e-7,
         ..Options::default()
     };
+    let x0 = [0.1; 3];
+    // Many buyers: start from the fit of every 16th of them in the sorted
+    // order (a sample spread over every frequency and spend).
+    let start = if warm && data.len() >= WARM_START_MIN_BUYERS {
+        let sub: Vec<(f64, f64)> = data.iter().copied().step_by(WARM_START_THINNING).collect();
+        let sub = Prepared::new(&sub);
+        warm_start(|th, out| with_grad(&sub, th, out), &x0)
+    } else {
+        Start::at(&x0)
+    };
     let m = minimize(
-        with_grad,
+        |th, out| with_grad(&prep, th, out),
         objective,
-        &[0.1; 3],
+        &start,
         BfgsOptions::default(),
         options,
     );
     let params = to_params(&m.x);
-    let ll = ll_of(&params);
+    let ll = prep.total_ll(&params);
     Ok(Fit {
         params,
         ll,
@@ -149,6 +169,11 @@ impl Prepared {
             sum_x_ln_m: data.iter().map(|&(x, m)| x * m.ln()).sum(),
             sum_ln_m: data.iter().map(|&(_, m)| m.ln()).sum(),
         }
+    }
+
+    /// The number of buyers.
+    fn n(&self) -> f64 {
+        self.rows.len() as f64
     }
 
     /// Σ ln L_i (the same sum as [`log_likelihood`] row by row).
@@ -246,6 +271,37 @@ mod tests {
         ] {
             assert!((got - want).abs() / want < 0.10, "{name}: {got} vs {want}");
         }
+    }
+
+    /// From 50,000 repeat buyers the fit starts from the fit of every 16th;
+    /// it must land where a cold start does.
+    #[test]
+    fn btyd_gamma_gamma_warm_start_reaches_the_cold_fit() {
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        let nu_d = Gamma::new(4.0, 1.0 / 15.0).unwrap();
+        let rows: Vec<(f64, f64)> = (0..60_000)
+            .map(|_| {
+                let nu: f64 = nu_d.sample(&mut rng);
+                let x = rng.random_range(0..=6) as f64;
+                let z = Gamma::new(6.0, 1.0 / nu).unwrap();
+                let total: f64 = (0..x as usize).map(|_| z.sample(&mut rng)).sum();
+                (x, if x > 0.0 { total / x } else { 0.0 })
+            })
+            .collect();
+        let buyers = rows.iter().filter(|r| r.0 > 0.0).count();
+        assert!(buyers >= WARM_START_MIN_BUYERS, "{buyers} buyers");
+        let warm = fit_with(&rows, 0.0, true).unwrap();
+        let cold = fit_with(&rows, 0.0, false).unwrap();
+        assert!(warm.converged && cold.converged);
+        assert_eq!(warm.n, buyers);
+        let (w, c) = (warm.params, cold.params);
+        for (name, a, b) in [("p", w.p, c.p), ("q", w.q, c.q), ("v", w.v, c.v)] {
+            assert!((a - b).abs() / b < 1e-6, "{name}: warm {a} vs cold {b}");
+        }
+        assert!((warm.ll - cold.ll).abs() / cold.ll.abs() < 1e-12);
+        let mut reversed = rows.clone();
+        reversed.reverse();
+        assert_eq!(fit(&reversed, 0.0).unwrap(), warm);
     }
 
     #[test]

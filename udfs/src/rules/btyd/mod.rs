@@ -21,6 +21,9 @@
 //! (plus an optional L2 penalizer on the parameters, as in `lifetimes`), with
 //! identical (x, t_x, T) rows grouped and weighted, so the cost of each
 //! evaluation depends on the number of distinct rows, not on the customers.
+//! Large fits (BG/NBD, Gamma-Gamma) first fit a thinned sample taken from the
+//! canonical order and start the full fit from its optimum and curvature
+//! ([`optim::warm_start`]), so the full data are evaluated a few times only.
 //! As in `lifetimes`, the data are rescaled for fitting so that max T = 1
 //! (the penalizer applies to the rescaled parameters).
 
@@ -117,42 +120,124 @@ pub struct Grouped {
     pub n: usize,
 }
 
+/// Fits over at least this many distinct rows start from the fit of a
+/// thinned sample ([`Grouped::thinned_for_warm_start`]); below it a whole
+/// descent costs little.
+const WARM_START_MIN_ROWS: usize = 50_000;
+/// The sample keeps one distinct row in this many.
+const WARM_START_THINNING: usize = 16;
+
+impl Grouped {
+    /// Every [`WARM_START_THINNING`]-th distinct row, with its weight, when
+    /// there are at least [`WARM_START_MIN_ROWS`] of them: a sample for a
+    /// warm start. It is taken from the canonical order, so it (and with it
+    /// the fit) does not depend on the order the rows arrived in, and it is
+    /// spread over every frequency and time.
+    pub(crate) fn thinned_for_warm_start(&self) -> Option<Grouped> {
+        if self.rows.len() < WARM_START_MIN_ROWS {
+            return None;
+        }
+        let rows: Vec<Rfm> = self
+            .rows
+            .iter()
+            .copied()
+            .step_by(WARM_START_THINNING)
+            .collect();
+        let weights: Vec<f64> = self
+            .weights
+            .iter()
+            .copied()
+            .step_by(WARM_START_THINNING)
+            .collect();
+        let n = weights.iter().sum::<f64>() as usize;
+        Some(Grouped { rows, weights, n })
+    }
+}
+
 /// Check rows and group identical ones. `row` numbers in errors are 0-based
 /// positions in `rows`.
 pub fn group_rfm(rows: &[Rfm]) -> Result<Grouped, FitError> {
+    group_rfm_with(rows, true)
+}
+
+/// [`group_rfm`]; `pack` allows sorting packed ranks (else the rows are
+/// sorted themselves, as when there are too many distinct values to pack).
+fn group_rfm_with(rows: &[Rfm], pack: bool) -> Result<Grouped, FitError> {
     for (i, r) in rows.iter().enumerate() {
         check_rfm(r, i)?;
     }
-    // Sorted into a canonical order, so that the likelihood sums (and so the
-    // fit, to the last bit) do not depend on the order the rows arrived in,
-    // i.e. on how the query engine partitioned them; identical rows are then
-    // adjacent. (Sorted by their bits: equal keys are the same bits, so an
-    // unstable sort gives the same result for every input order; the rows
-    // were checked non-negative, where bit order is numeric order.)
-    let mut sorted = rows.to_vec();
-    sorted.sort_unstable_by_key(|r| (r.x.to_bits(), r.t_x.to_bits(), r.t.to_bits()));
-    let mut g = Grouped::default();
-    for r in sorted {
-        match (g.rows.last(), g.weights.last_mut()) {
-            (Some(last), Some(w)) if *last == r => *w += 1.0,
-            _ => {
-                g.rows.push(r);
-                g.weights.push(1.0);
-            }
-        }
-    }
-    g.n = rows.len();
-    if g.n < 3 {
+    if rows.len() < 3 {
         return Err(FitError::TooFew {
             what: "customers",
-            got: g.n,
+            got: rows.len(),
             need: 3,
         });
     }
     if rows.iter().all(|r| r.x == 0.0) {
         return Err(FitError::NoRepeat);
     }
+    // Sorted into a canonical order (ascending x, then t_x, then T), so that
+    // the likelihood sums (and so the fit, to the last bit) do not depend on
+    // the order the rows arrived in, i.e. on how the query engine
+    // partitioned them; identical rows are then adjacent. There are few
+    // distinct frequencies and times, so each row is sorted as one integer:
+    // the ranks of its x, t_x and T among the distinct values, packed.
+    let (xs, x_rank) = index_values(rows.iter().map(|r| r.x));
+    let (times, t_rank) = index_values(rows.iter().map(|r| r.t_x).chain(rows.iter().map(|r| r.t)));
+    let (x_bits, t_bits) = (bits_for(xs.len()), bits_for(times.len()));
+    let mut g = Grouped {
+        n: rows.len(),
+        ..Grouped::default()
+    };
+    let mut push = |r: Rfm| match (g.rows.last(), g.weights.last_mut()) {
+        (Some(last), Some(w)) if *last == r => *w += 1.0,
+        _ => {
+            g.rows.push(r);
+            g.weights.push(1.0);
+        }
+    };
+    if pack && x_bits + 2 * t_bits < 64 {
+        let (tx_rank, t_rank) = t_rank.split_at(rows.len());
+        let mut keys: Vec<u64> = (0..rows.len())
+            .map(|i| {
+                (x_rank[i] as u64) << (2 * t_bits)
+                    | (tx_rank[i] as u64) << t_bits
+                    | t_rank[i] as u64
+            })
+            .collect();
+        keys.sort_unstable();
+        let mask = (1u64 << t_bits) - 1;
+        for k in keys {
+            push(Rfm {
+                x: xs[(k >> (2 * t_bits)) as usize],
+                t_x: times[((k >> t_bits) & mask) as usize],
+                t: times[(k & mask) as usize],
+            });
+        }
+    } else {
+        // Too many distinct values to pack: sort the rows themselves (by
+        // their bits, which for the checked, non-negative values is
+        // numeric order; equal keys are the same bits, so an unstable sort
+        // gives the same result for every input order).
+        let mut sorted: Vec<Rfm> = rows
+            .iter()
+            .map(|r| Rfm {
+                x: r.x + 0.0,
+                t_x: r.t_x + 0.0,
+                t: r.t + 0.0,
+            })
+            .collect();
+        sorted.sort_unstable_by_key(|r| (r.x.to_bits(), r.t_x.to_bits(), r.t.to_bits()));
+        for r in sorted {
+            push(r);
+        }
+    }
     Ok(g)
+}
+
+/// Bits needed to hold the numbers 0..n.
+fn bits_for(n: usize) -> u32 {
+    usize::BITS - n.saturating_sub(1).leading_zeros()
 }
 
 /// Check the penalizer argument of a fit (finite, ≥ 0).
@@ -202,14 +287,72 @@ pub(crate) struct Prepared {
 }
 
 /// Sorted distinct values and, for each input value, its index among them.
-fn index_values(values: impl Iterator<Item = f64> + Clone) -> (Vec<f64>, Vec<usize>) {
-    let mut distinct: Vec<f64> = values.clone().collect();
-    distinct.sort_unstable_by(f64::total_cmp);
-    distinct.dedup();
-    let of = values
-        .map(|v| distinct.partition_point(|&d| d < v))
-        .collect();
-    (distinct, of)
+/// The values are first gathered in a hash table (the distinct ones are few:
+/// whole frequencies, times in days), so only the distinct ones are sorted.
+/// −0 counts as 0; the values must not be NaN (the rows were checked).
+fn index_values(values: impl Iterator<Item = f64>) -> (Vec<f64>, Vec<usize>) {
+    let mut table = DistinctValues::default();
+    let first_seen: Vec<usize> = values.map(|v| table.insert(v + 0.0)).collect();
+    let mut order: Vec<usize> = (0..table.values.len()).collect();
+    order.sort_unstable_by(|&i, &j| table.values[i].total_cmp(&table.values[j]));
+    let mut rank = vec![0; order.len()];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i] = r;
+    }
+    let distinct = order.iter().map(|&i| table.values[i]).collect();
+    (distinct, first_seen.into_iter().map(|i| rank[i]).collect())
+}
+
+/// The distinct values of a stream of f64 in order of first appearance, in
+/// an open-addressing hash table on their bits (std's hasher costs more
+/// than the whole likelihood evaluation this indexing serves).
+#[derive(Default)]
+struct DistinctValues {
+    /// Distinct values, in order of first appearance.
+    values: Vec<f64>,
+    /// Slots: index into `values` + 1, 0 when empty; a power of two long.
+    slots: Vec<usize>,
+}
+
+impl DistinctValues {
+    /// The index of `v` in `values`, adding it if new.
+    fn insert(&mut self, v: f64) -> usize {
+        if 2 * (self.values.len() + 1) > self.slots.len() {
+            self.grow();
+        }
+        let bits = v.to_bits();
+        let mask = self.slots.len() - 1;
+        let mut at = Self::hash(bits) & mask;
+        loop {
+            match self.slots[at] {
+                0 => {
+                    self.values.push(v);
+                    self.slots[at] = self.values.len();
+                    return self.values.len() - 1;
+                }
+                k if self.values[k - 1].to_bits() == bits => return k - 1,
+                _ => at = (at + 1) & mask,
+            }
+        }
+    }
+
+    fn hash(bits: u64) -> usize {
+        // Fibonacci hashing; the high bits are the well-mixed ones.
+        ((bits ^ (bits >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize
+    }
+
+    fn grow(&mut self) {
+        let len = (self.slots.len() * 2).max(64);
+        self.slots = vec![0; len];
+        let mask = len - 1;
+        for (i, v) in self.values.iter().enumerate() {
+            let mut at = Self::hash(v.to_bits()) & mask;
+            while self.slots[at] != 0 {
+                at = (at + 1) & mask;
+            }
+            self.slots[at] = i + 1;
+        }
+    }
 }
 
 impl Prepared {
@@ -560,6 +703,70 @@ pub(crate) fn par_sums<const K: usize>(
         }
     }
     total
+}
+
+#[cfg(test)]
+mod grouping_tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn btyd_index_values_matches_sort_and_dedup() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        // Few distinct values (days in weeks), then many (grows the table).
+        for distinct in [5u32, 300, 40_000] {
+            let values: Vec<f64> = (0..100_000)
+                .map(|_| f64::from(rng.random_range(0..distinct)) / 7.0)
+                .chain([0.0, -0.0])
+                .collect();
+            let (got, of) = index_values(values.iter().copied());
+            let mut want = values.clone();
+            want.sort_unstable_by(f64::total_cmp);
+            want.dedup();
+            assert_eq!(got, want, "{distinct} distinct");
+            for (v, &k) in values.iter().zip(&of) {
+                assert_eq!(got[k], *v);
+            }
+        }
+        assert_eq!(index_values(std::iter::empty()), (vec![], vec![]));
+        assert_eq!(bits_for(0), 0);
+        assert_eq!(bits_for(1), 0);
+        assert_eq!(bits_for(2), 1);
+        assert_eq!(bits_for(1025), 11);
+    }
+
+    /// Packed-rank sorting and sorting the rows themselves give the same
+    /// groups, in the same order, whatever the input order.
+    #[test]
+    fn btyd_group_rfm_packed_equals_row_sort() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut rows: Vec<Rfm> = (0..50_000)
+            .map(|_| {
+                let t = f64::from(rng.random_range(1..400u32)) / 7.0;
+                let x = f64::from(rng.random_range(0..12u32));
+                let t_x = if x > 0.0 {
+                    t * f64::from(rng.random_range(0..=4u32)) / 4.0
+                } else {
+                    0.0
+                };
+                Rfm { x, t_x, t }
+            })
+            .collect();
+        let packed = group_rfm_with(&rows, true).unwrap();
+        let sorted = group_rfm_with(&rows, false).unwrap();
+        assert_eq!(packed, sorted);
+        assert!(packed.rows.len() < rows.len() && packed.n == rows.len());
+        assert_eq!(packed.weights.iter().sum::<f64>(), rows.len() as f64);
+        assert!(
+            packed
+                .rows
+                .windows(2)
+                .all(|w| { (w[0].x, w[0].t_x, w[0].t) < (w[1].x, w[1].t_x, w[1].t) })
+        );
+        rows.reverse();
+        assert_eq!(group_rfm_with(&rows, true).unwrap(), packed);
+    }
 }
 
 #[cfg(test)]

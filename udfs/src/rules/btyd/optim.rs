@@ -87,20 +87,82 @@ impl Default for BfgsOptions {
 /// above `g_tol`. So the run also stops at the noise floor (see
 /// [`BfgsOptions::f_rel_tol`]), and when the line search cannot decrease f
 /// at all; unconverged, [`minimize`] then finishes with Nelder-Mead.
-pub fn bfgs(mut f: impl FnMut(&[f64], &mut [f64]) -> f64, x0: &[f64], opt: BfgsOptions) -> Minimum {
+pub fn bfgs(f: impl FnMut(&[f64], &mut [f64]) -> f64, x0: &[f64], opt: BfgsOptions) -> Minimum {
+    bfgs_from(f, &Start::at(x0), opt).0
+}
+
+/// Where a minimisation starts: a point and, optionally, an estimate of the
+/// inverse Hessian there (row-major), as [`warm_start`] gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Start {
+    /// The starting point.
+    pub x: Vec<f64>,
+    /// Inverse Hessian estimate; `None` starts from a scaled identity.
+    pub inv_hessian: Option<Vec<f64>>,
+    /// Objective evaluations already spent finding this start.
+    pub evals: usize,
+}
+
+impl Start {
+    /// Start at `x0` knowing nothing of the curvature.
+    pub fn at(x0: &[f64]) -> Start {
+        Start {
+            x: x0.to_vec(),
+            inv_hessian: None,
+            evals: 0,
+        }
+    }
+}
+
+/// A start for a costly objective found on a cheap stand-in for it: BFGS on
+/// `approx` (the same likelihood over a subsample) from `x0`, to a loose
+/// tolerance. Its minimum is within sampling error of the real one and its
+/// curvature estimate is that of the real objective (both are means per
+/// customer), so BFGS on the real objective from there needs a few steps
+/// instead of a whole descent. Falls back to a cold start at `x0` when the
+/// stand-in cannot be minimised.
+pub fn warm_start(approx: impl FnMut(&[f64], &mut [f64]) -> f64, x0: &[f64]) -> Start {
+    let opt = BfgsOptions {
+        g_tol: 1e-6,
+        ..BfgsOptions::default()
+    };
+    let (m, h) = bfgs_from(approx, &Start::at(x0), opt);
+    if m.f.is_finite() && m.x.iter().all(|v| v.is_finite()) && h.iter().all(|v| v.is_finite()) {
+        Start {
+            x: m.x,
+            inv_hessian: Some(h),
+            evals: m.evals,
+        }
+    } else {
+        Start {
+            evals: m.evals,
+            ..Start::at(x0)
+        }
+    }
+}
+
+/// [`bfgs`] from a [`Start`]; also returns the final inverse Hessian
+/// estimate. `evals` counts the start's evaluations too.
+pub fn bfgs_from(
+    mut f: impl FnMut(&[f64], &mut [f64]) -> f64,
+    start: &Start,
+    opt: BfgsOptions,
+) -> (Minimum, Vec<f64>) {
+    let x0 = &start.x;
     let n = x0.len();
     let mut x = x0.to_vec();
     let mut g = vec![0.0; n];
     let mut fx = f(&x, &mut g);
-    let mut evals = 1;
+    let mut evals = start.evals + 1;
     let finite = |v: f64, g: &[f64]| v.is_finite() && g.iter().all(|c| c.is_finite());
     if !finite(fx, &g) {
-        return Minimum {
+        let m = Minimum {
             x,
             f: f64::INFINITY,
             evals,
             converged: false,
         };
+        return (m, Vec::new());
     }
     // Inverse Hessian approximation, row-major; identity until the first
     // step gives a curvature estimate.
@@ -109,8 +171,16 @@ pub fn bfgs(mut f: impl FnMut(&[f64], &mut [f64]) -> f64, x0: &[f64], opt: BfgsO
         h.extend((0..n * n).map(|k| if k % (n + 1) == 0 { scale } else { 0.0 }));
     };
     let mut h = Vec::with_capacity(n * n);
-    identity(&mut h, 1.0);
-    let mut fresh = true;
+    let mut fresh = match &start.inv_hessian {
+        Some(h0) if h0.len() == n * n => {
+            h.extend_from_slice(h0);
+            false
+        }
+        _ => {
+            identity(&mut h, 1.0);
+            true
+        }
+    };
     let (mut d, mut xn, mut gn, mut s, mut y, mut hy) = (
         vec![0.0; n],
         vec![0.0; n],
@@ -123,12 +193,15 @@ pub fn bfgs(mut f: impl FnMut(&[f64], &mut [f64]) -> f64, x0: &[f64], opt: BfgsO
     let mut stalled = 0;
     for _ in 0..opt.max_iter {
         if inf_norm(&g) <= opt.g_tol {
-            return Minimum {
-                x,
-                f: fx,
-                evals,
-                converged: true,
-            };
+            return (
+                Minimum {
+                    x,
+                    f: fx,
+                    evals,
+                    converged: true,
+                },
+                h,
+            );
         }
         for i in 0..n {
             d[i] = -(0..n).map(|j| h[i * n + j] * g[j]).sum::<f64>();
@@ -146,12 +219,15 @@ pub fn bfgs(mut f: impl FnMut(&[f64], &mut [f64]) -> f64, x0: &[f64], opt: BfgsO
         // The decrease a full quasi-Newton step promises, ½|gᵀd|, is below
         // what f's rounding can show: this is the minimum as far as f can tell.
         if -slope <= opt.f_rel_tol * fx.abs() {
-            return Minimum {
-                converged: inf_norm(&g) <= opt.floor_g_tol,
-                x,
-                f: fx,
-                evals,
-            };
+            return (
+                Minimum {
+                    converged: inf_norm(&g) <= opt.floor_g_tol,
+                    x,
+                    f: fx,
+                    evals,
+                },
+                h,
+            );
         }
         let mut t = 1.0f64.min(opt.max_step / inf_norm(&d));
         if fresh {
@@ -186,12 +262,15 @@ pub fn bfgs(mut f: impl FnMut(&[f64], &mut [f64]) -> f64, x0: &[f64], opt: BfgsO
             break;
         }
         if stalled >= 3 {
-            return Minimum {
-                converged: inf_norm(&g) <= opt.floor_g_tol,
-                x,
-                f: fx,
-                evals,
-            };
+            return (
+                Minimum {
+                    converged: inf_norm(&g) <= opt.floor_g_tol,
+                    x,
+                    f: fx,
+                    evals,
+                },
+                h,
+            );
         }
         let sy: f64 = s.iter().zip(&y).map(|(a, b)| a * b).sum();
         if sy > 1e-300 {
@@ -214,35 +293,32 @@ pub fn bfgs(mut f: impl FnMut(&[f64], &mut [f64]) -> f64, x0: &[f64], opt: BfgsO
             }
         }
     }
-    Minimum {
+    let m = Minimum {
         converged: inf_norm(&g) <= opt.g_tol,
         x,
         f: fx,
         evals,
-    }
+    };
+    (m, h)
 }
 
-/// Minimise a smooth objective with gradients: [`bfgs`] from `x0`, then,
+/// Minimise a smooth objective with gradients: [`bfgs`] from `start`, then,
 /// if it stopped short of its gradient tolerance, [`nelder_mead`] from
 /// where it stopped (`f_only` evaluates the objective alone). Converged when
-/// either met its tolerances.
+/// either met its tolerances. `evals` counts the start's evaluations too.
 pub fn minimize(
     mut f_grad: impl FnMut(&[f64], &mut [f64]) -> f64,
     f_only: impl FnMut(&[f64]) -> f64,
-    x0: &[f64],
+    start: &Start,
     bfgs_opt: BfgsOptions,
     nm_opt: Options,
 ) -> Minimum {
-    let b = bfgs(&mut f_grad, x0, bfgs_opt);
+    let (b, _) = bfgs_from(&mut f_grad, start, bfgs_opt);
     if b.converged {
         return b;
     }
-    let start = if b.f.is_finite() {
-        b.x.clone()
-    } else {
-        x0.to_vec()
-    };
-    let mut m = nelder_mead(f_only, &start, nm_opt);
+    let from = if b.f.is_finite() { &b.x } else { &start.x };
+    let mut m = nelder_mead(f_only, from, nm_opt);
     m.evals += b.evals;
     m
 }
@@ -475,7 +551,7 @@ mod tests {
         let m = minimize(
             wrong,
             |x: &[f64]| (x[0] - 3.0).powi(2),
-            &[0.0],
+            &Start::at(&[0.0]),
             BfgsOptions::default(),
             Options::default(),
         );
