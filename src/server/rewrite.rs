@@ -58,8 +58,8 @@ pub const MAX_OPERATORS: usize = 2_000;
 pub const MAX_STATEMENT_BYTES: usize = 16 << 20;
 
 /// `Err` with the reason when `sql` is longer than [`MAX_STATEMENT_BYTES`]
-/// or has more binary operators than [`MAX_OPERATORS`]. Counts tokens,
-/// without building the tree.
+/// or has a statement with more binary operators than [`MAX_OPERATORS`].
+/// Counts tokens, without building the tree.
 pub fn check_complexity(sql: &str) -> Result<(), String> {
     use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
     if sql.len() > MAX_STATEMENT_BYTES {
@@ -73,9 +73,14 @@ pub fn check_complexity(sql: &str) -> Result<(), String> {
         // the parser reports what is wrong
         return Ok(());
     };
-    let operators = tokens
-        .iter()
-        .filter(|t| match t {
+    // Per statement: a script of many small statements is not one deep tree.
+    let (mut operators, mut in_statement) = (0, 0);
+    for t in &tokens {
+        let counts = match t {
+            Token::SemiColon => {
+                in_statement = 0;
+                false
+            }
             Token::Plus
             | Token::Minus
             | Token::Mul
@@ -94,8 +99,12 @@ pub fn check_complexity(sql: &str) -> Result<(), String> {
                     && (w.value.eq_ignore_ascii_case("and") || w.value.eq_ignore_ascii_case("or"))
             }
             _ => false,
-        })
-        .count();
+        };
+        if counts {
+            in_statement += 1;
+            operators = operators.max(in_statement);
+        }
+    }
     if operators > MAX_OPERATORS {
         return Err(format!(
             "statement too complex: {operators} operators, at most {MAX_OPERATORS} (use IN (…) lists or a join for long filters)"
@@ -851,6 +860,13 @@ mod tests {
         assert_eq!(check_complexity(&list), Ok(()));
         let text = format!("SELECT '{}'", "+".repeat(50_000));
         assert_eq!(check_complexity(&text), Ok(()));
+        // counted per statement: a script of many small statements passes,
+        // one long statement in it does not
+        let small = format!("SELECT {};\n", vec!["1"; 11].join(" + "));
+        let script = small.repeat(500);
+        assert_eq!(check_complexity(&script), Ok(()));
+        let e = check_complexity(&format!("{script}{long};{script}")).unwrap_err();
+        assert!(e.contains("2001 operators, at most 2000"), "{e}");
         let huge = format!("SELECT '{}'", "x".repeat(MAX_STATEMENT_BYTES));
         let e = check_complexity(&huge).unwrap_err();
         assert!(
