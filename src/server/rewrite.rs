@@ -862,7 +862,7 @@ mod tests {
         assert_eq!(check_complexity(&text), Ok(()));
         // counted per statement: a script of many small statements passes,
         // one long statement in it does not
-        let small = format!("SELECT {};\n", vec!["1"; 11].join(" + "));
+        let small = format!("SELECT {};\n", ["1"; 11].join(" + "));
         let script = small.repeat(500);
         assert_eq!(check_complexity(&script), Ok(()));
         let e = check_complexity(&format!("{script}{long};{script}")).unwrap_err();
