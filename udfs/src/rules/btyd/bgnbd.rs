@@ -203,7 +203,7 @@ fn fit_grouped_with(g: &Grouped, penalizer: f64, warm: bool) -> Fit {
     let x0 = [0.1; 4];
     // Many distinct rows: start from the fit of a thinned sample (same
     // scale, so the same θ), which costs a fraction of one evaluation per step.
-    let start = match g.thinned_for_warm_start().filter(|_| warm) {
+    let start = match warm.then(|| g.thinned_for_warm_start()).flatten() {
         Some(sub) => {
             let sub = Prepared::new(&sub, scale);
             let sub_w = weight_per_x(&sub);
@@ -224,15 +224,13 @@ fn fit_grouped_with(g: &Grouped, penalizer: f64, warm: bool) -> Fit {
         BfgsOptions::default(),
         Options::default(),
     );
+    let scaled = to_params(&m.x);
     let params = Params {
-        r: m.x[0].exp(),
-        alpha: m.x[1].exp() / scale,
-        a: m.x[2].exp(),
-        b: m.x[3].exp(),
+        alpha: scaled.alpha / scale,
+        ..scaled
     };
     // ln L on the caller's time unit: rescaling times and α by s changes
     // each customer's ln L by −x·ln s (the powers of α and of α + time).
-    let scaled = to_params(&m.x);
     let sum_wx: f64 = prep.xs.iter().zip(&w_of_x).map(|(x, w)| x * w).sum();
     let ll = total_ll(&prep, &scaled, &mut buf.borrow_mut()) + scale.ln() * sum_wx;
     let converged = m.converged && ll.is_finite();

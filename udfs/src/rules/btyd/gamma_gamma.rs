@@ -7,13 +7,7 @@
 
 use super::optim::{BfgsOptions, Options, Start, minimize, warm_start};
 use super::special::{digamma, ln_gamma};
-use super::{FitError, check_penalizer, par_sum, par_sums};
-
-/// Fits over at least this many repeat buyers start from the fit of a
-/// thinned sample of them (see [`warm_start`]).
-const WARM_START_MIN_BUYERS: usize = 50_000;
-/// The sample keeps one buyer in this many.
-const WARM_START_THINNING: usize = 16;
+use super::{FitError, check_penalizer, par_sum, par_sums, warm_sample};
 
 /// Fitted Gamma-Gamma parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -113,14 +107,14 @@ fn fit_with(rows: &[(f64, f64)], penalizer: f64, warm: bool) -> Result<Fit, FitE
         ..Options::default()
     };
     let x0 = [0.1; 3];
-    // Many buyers: start from the fit of every 16th of them in the sorted
-    // order (a sample spread over every frequency and spend).
-    let start = if warm && data.len() >= WARM_START_MIN_BUYERS {
-        let sub: Vec<(f64, f64)> = data.iter().copied().step_by(WARM_START_THINNING).collect();
-        let sub = Prepared::new(&sub);
-        warm_start(|th, out| with_grad(&sub, th, out), &x0)
-    } else {
-        Start::at(&x0)
+    // Many buyers: start from the fit of a sample of them in the sorted
+    // order (spread over every frequency and spend).
+    let start = match warm.then(|| warm_sample(&data)).flatten() {
+        Some(sub) => {
+            let sub = Prepared::new(&sub);
+            warm_start(|th, out| with_grad(&sub, th, out), &x0)
+        }
+        None => Start::at(&x0),
     };
     let m = minimize(
         |th, out| with_grad(&prep, th, out),
@@ -289,7 +283,10 @@ mod tests {
             })
             .collect();
         let buyers = rows.iter().filter(|r| r.0 > 0.0).count();
-        assert!(buyers >= WARM_START_MIN_BUYERS, "{buyers} buyers");
+        assert!(
+            buyers >= super::super::WARM_START_MIN_ROWS,
+            "{buyers} buyers"
+        );
         let warm = fit_with(&rows, 0.0, true).unwrap();
         let cold = fit_with(&rows, 0.0, false).unwrap();
         assert!(warm.converged && cold.converged);

@@ -120,35 +120,28 @@ pub struct Grouped {
     pub n: usize,
 }
 
-/// Fits over at least this many distinct rows start from the fit of a
-/// thinned sample ([`Grouped::thinned_for_warm_start`]); below it a whole
-/// descent costs little.
-const WARM_START_MIN_ROWS: usize = 50_000;
-/// The sample keeps one distinct row in this many.
+/// Fits over at least this many distinct rows (Gamma-Gamma: repeat buyers)
+/// start from the fit of a thinned sample ([`warm_sample`]); below it a
+/// whole descent costs little.
+pub(crate) const WARM_START_MIN_ROWS: usize = 50_000;
+/// The sample keeps one row in this many.
 const WARM_START_THINNING: usize = 16;
 
+/// Every [`WARM_START_THINNING`]-th item when there are at least
+/// [`WARM_START_MIN_ROWS`] of them: the sample a fit's warm start is fitted
+/// on ([`optim::warm_start`]). Taken from the fit's canonical order, it (and
+/// with it the fit) does not depend on the order the rows arrived in, and it
+/// is spread over every frequency and time.
+pub(crate) fn warm_sample<T: Copy>(items: &[T]) -> Option<Vec<T>> {
+    (items.len() >= WARM_START_MIN_ROWS)
+        .then(|| items.iter().copied().step_by(WARM_START_THINNING).collect())
+}
+
 impl Grouped {
-    /// Every [`WARM_START_THINNING`]-th distinct row, with its weight, when
-    /// there are at least [`WARM_START_MIN_ROWS`] of them: a sample for a
-    /// warm start. It is taken from the canonical order, so it (and with it
-    /// the fit) does not depend on the order the rows arrived in, and it is
-    /// spread over every frequency and time.
+    /// The distinct rows of [`warm_sample`], with their weights.
     pub(crate) fn thinned_for_warm_start(&self) -> Option<Grouped> {
-        if self.rows.len() < WARM_START_MIN_ROWS {
-            return None;
-        }
-        let rows: Vec<Rfm> = self
-            .rows
-            .iter()
-            .copied()
-            .step_by(WARM_START_THINNING)
-            .collect();
-        let weights: Vec<f64> = self
-            .weights
-            .iter()
-            .copied()
-            .step_by(WARM_START_THINNING)
-            .collect();
+        let rows = warm_sample(&self.rows)?;
+        let weights = warm_sample(&self.weights)?;
         let n = weights.iter().sum::<f64>() as usize;
         Some(Grouped { rows, weights, n })
     }
