@@ -34,6 +34,9 @@ pub(crate) struct RawChunk {
     pub bad: Vec<bool>,
     /// The errors behind `bad`.
     pub errors: Vec<RowError>,
+    /// Rows of this input from this chunk on, when the input says (Parquet
+    /// metadata); 0 when unknown. Lets the key check size its map once.
+    pub rows_to_come: u64,
 }
 
 /// Whether positions are text lines or record numbers.

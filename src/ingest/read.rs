@@ -126,6 +126,7 @@ pub(crate) fn read_csv<R: Read>(
             file: file_name.clone(),
             bad: std::mem::take(bad),
             errors: std::mem::take(errors),
+            rows_to_come: 0,
         })
     };
 
@@ -320,6 +321,7 @@ pub(crate) fn read_jsonl<R: Read>(
                 file: file_name.clone(),
                 bad: std::mem::take(&mut bad),
                 errors: std::mem::take(&mut errors),
+                rows_to_come: 0,
             })?;
         }
     }
@@ -336,6 +338,7 @@ pub(crate) fn read_jsonl<R: Read>(
             file: file_name,
             bad,
             errors,
+            rows_to_come: 0,
         })?;
     }
     Ok(())
@@ -384,6 +387,10 @@ pub(crate) fn read_parquet(
         })?;
         let n = batch.num_rows() as u64;
         let positions: Vec<u64> = (next_row..next_row + n).collect();
+        // The footer's count, but never more than one row per byte of file:
+        // it only sizes a reservation, and a lying footer must not make that
+        // reservation huge.
+        let rows_to_come = total_rows.saturating_sub(next_row - 1).min(size);
         next_row += n;
         on_bytes(size * n / total_rows);
         on_chunk(RawChunk {
@@ -394,6 +401,7 @@ pub(crate) fn read_parquet(
             file: file_name.clone(),
             bad: Vec::new(),
             errors: Vec::new(),
+            rows_to_come,
         })?;
     }
     Ok(())

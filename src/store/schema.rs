@@ -100,6 +100,10 @@ pub struct TableDef {
     pub key: &'static [&'static str],
     /// What to do with rows whose key is already stored.
     pub key_policy: KeyPolicy,
+    /// The column every load's rows are sorted by before they are written
+    /// (an integer column), so that row-group and page statistics narrow a
+    /// lookup of one value (say, one customer) to a few pages.
+    pub cluster_by: Option<&'static str>,
     /// One line for the docs.
     pub doc: &'static str,
 }
@@ -216,6 +220,7 @@ pub const CUSTOMERS: TableDef = TableDef {
     key_policy: KeyPolicy::UpsertNewer {
         version_column: "updated_at",
     },
+    cluster_by: Some("customer_id"),
     doc: "one row per customer (personal data masked for the viewer role)",
 };
 
@@ -255,6 +260,7 @@ pub const ORDERS: TableDef = TableDef {
     ],
     key: &["order_id"],
     key_policy: KeyPolicy::Append,
+    cluster_by: Some("customer_id"),
     doc: "one row per order; only completed orders count as purchases",
 };
 
@@ -271,6 +277,7 @@ pub const ORDER_ITEMS: TableDef = TableDef {
     ],
     key: &["order_id", "line_no"],
     key_policy: KeyPolicy::Append,
+    cluster_by: Some("order_id"),
     doc: "one row per order line",
 };
 
@@ -308,6 +315,7 @@ pub const INTERACTIONS: TableDef = TableDef {
     ],
     key: &["interaction_id"],
     key_policy: KeyPolicy::Append,
+    cluster_by: Some("customer_id"),
     doc: "one row per interaction (views, clicks, shares, referrals, surveys, ...)",
 };
 
@@ -341,6 +349,7 @@ pub const PROMOTIONS: TableDef = TableDef {
     ],
     key: &["promotion_id"],
     key_policy: KeyPolicy::Append,
+    cluster_by: None,
     doc: "one row per promotion or campaign",
 };
 
@@ -366,6 +375,7 @@ pub const PROMOTION_EXPOSURES: TableDef = TableDef {
     ],
     key: &["promotion_id", "customer_id"],
     key_policy: KeyPolicy::Append,
+    cluster_by: Some("customer_id"),
     doc: "one row per customer targeted by a promotion, control group included",
 };
 

@@ -323,3 +323,70 @@ fn killing_ingest_mid_load_leaves_the_table_as_it_was() {
     let out = run(&data, &["ingest", "orders", base.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("10 duplicates skipped"));
 }
+
+/// (min, max) of `column` in every row group of every Parquet file of a table,
+/// and whether each file carries a page index.
+fn row_group_ranges(table_dir: &Path, column: &str) -> Vec<(Vec<(i64, i64)>, bool)> {
+    use datafusion::parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
+    use datafusion::parquet::file::statistics::Statistics;
+    let mut files: Vec<_> = std::fs::read_dir(table_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let file = std::fs::File::open(f).unwrap();
+            let meta = ParquetMetaDataReader::new()
+                .with_page_index_policy(PageIndexPolicy::Required)
+                .parse_and_finish(&file)
+                .unwrap();
+            let ranges = meta
+                .row_groups()
+                .iter()
+                .map(|rg| {
+                    let c = rg
+                        .columns()
+                        .iter()
+                        .find(|c| c.column_path().string() == column)
+                        .unwrap();
+                    match c.statistics() {
+                        Some(Statistics::Int64(s)) => (*s.min_opt().unwrap(), *s.max_opt().unwrap()),
+                        other => panic!("no int64 statistics for {column}: {other:?}"),
+                    }
+                })
+                .collect();
+            (ranges, meta.column_index().is_some() && meta.offset_index().is_some())
+        })
+        .collect()
+}
+
+#[test]
+fn a_load_is_written_sorted_by_customer_in_row_groups_with_a_page_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = init(dir.path());
+    // 300,000 orders of customers 0..99 in turn: 3,000 per customer, no two
+    // neighbours of the same customer.
+    let f = dir.path().join("o.csv");
+    std::fs::write(&f, orders_csv(1..300_001)).unwrap();
+    let out = run(&data, &["ingest", "orders", f.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // 131,072-row groups: customers 0–43, 43–87, 87–99.
+    assert_eq!(
+        row_group_ranges(&data.join("orders"), "customer_id"),
+        vec![(vec![(0, 43), (43, 87), (87, 99)], true)]
+    );
+    // One customer's orders, in the order they arrived.
+    let q = run(
+        &data,
+        &[
+            "sql",
+            "--format",
+            "csv",
+            "SELECT count(*) AS n, min(order_id) AS first, max(order_id) AS last FROM orders WHERE customer_id = 42",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&q.stdout), "n,first,last\n3000,42,299942\n");
+}
