@@ -368,10 +368,7 @@ impl Collector {
     /// The input and position of the row a key entry points at; `current`
     /// is the chunk being checked, not yet in `origins`.
     fn origin_of(&self, entry: u64, current: &ChunkOrigin) -> (Arc<str>, Position) {
-        let origin = self
-            .origins
-            .get((entry >> 32) as usize)
-            .unwrap_or(current);
+        let origin = self.origins.get((entry >> 32) as usize).unwrap_or(current);
         let row = (entry & u64::from(u32::MAX)) as usize;
         let position = origin.positions.get(row).copied().unwrap_or(0);
         (origin.file.clone(), origin.kind.at(position))

@@ -353,12 +353,17 @@ fn row_group_ranges(table_dir: &Path, column: &str) -> Vec<(Vec<(i64, i64)>, boo
                         .find(|c| c.column_path().string() == column)
                         .unwrap();
                     match c.statistics() {
-                        Some(Statistics::Int64(s)) => (*s.min_opt().unwrap(), *s.max_opt().unwrap()),
+                        Some(Statistics::Int64(s)) => {
+                            (*s.min_opt().unwrap(), *s.max_opt().unwrap())
+                        }
                         other => panic!("no int64 statistics for {column}: {other:?}"),
                     }
                 })
                 .collect();
-            (ranges, meta.column_index().is_some() && meta.offset_index().is_some())
+            (
+                ranges,
+                meta.column_index().is_some() && meta.offset_index().is_some(),
+            )
         })
         .collect()
 }
@@ -372,7 +377,11 @@ fn a_load_is_written_sorted_by_customer_in_row_groups_with_a_page_index() {
     let f = dir.path().join("o.csv");
     std::fs::write(&f, orders_csv(1..300_001)).unwrap();
     let out = run(&data, &["ingest", "orders", f.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // 131,072-row groups: customers 0–43, 43–87, 87–99.
     assert_eq!(
         row_group_ranges(&data.join("orders"), "customer_id"),
@@ -388,5 +397,8 @@ fn a_load_is_written_sorted_by_customer_in_row_groups_with_a_page_index() {
             "SELECT count(*) AS n, min(order_id) AS first, max(order_id) AS last FROM orders WHERE customer_id = 42",
         ],
     );
-    assert_eq!(String::from_utf8_lossy(&q.stdout), "n,first,last\n3000,42,299942\n");
+    assert_eq!(
+        String::from_utf8_lossy(&q.stdout),
+        "n,first,last\n3000,42,299942\n"
+    );
 }
