@@ -412,25 +412,12 @@ impl Collector {
                 if n == 0 {
                     (None, 0, 0)
                 } else {
-                    let table = table
-                        .write(cluster(def, fresh)?)
-                        .with_session_state(ordered_write_session()?)
-                        .with_save_mode(SaveMode::Append)
-                        .with_writer_properties(writer_properties())
-                        .await?;
-                    (table.version(), n, 0)
+                    (append_clustered(def, table, fresh).await?, n, 0)
                 }
             }
             KeyPolicy::UpsertNewer { .. } if table.snapshot()?.log_data().num_files() == 0 => {
                 // Nothing stored to merge with: every row is new.
-                let n = incoming;
-                let table = table
-                    .write(cluster(def, batches)?)
-                    .with_session_state(ordered_write_session()?)
-                    .with_save_mode(SaveMode::Append)
-                    .with_writer_properties(writer_properties())
-                    .await?;
-                (table.version(), n, 0)
+                (append_clustered(def, table, batches).await?, incoming, 0)
             }
             KeyPolicy::UpsertNewer { version_column } => {
                 upsert(def, table, batches, version_column).await?
@@ -502,6 +489,22 @@ fn ordered_write_session() -> Result<Arc<dyn datafusion::catalog::Session>> {
     )]);
     let ctx = deltalake::delta_datafusion::DeltaSessionContext::new_with_session_overrides(&one)?;
     Ok(Arc::new(ctx.state()))
+}
+
+/// Append one load's rows to a table as one commit, sorted by its cluster
+/// column; returns the new table version.
+async fn append_clustered(
+    def: &TableDef,
+    table: deltalake::DeltaTable,
+    batches: Vec<RecordBatch>,
+) -> Result<Option<u64>> {
+    let table = table
+        .write(cluster(def, batches)?)
+        .with_session_state(ordered_write_session()?)
+        .with_save_mode(SaveMode::Append)
+        .with_writer_properties(writer_properties())
+        .await?;
+    Ok(table.version())
 }
 
 /// Rows per batch handed to the Delta writer after clustering.

@@ -171,3 +171,14 @@ fn sql_timing_reports_each_statement_on_stderr() {
         assert!(secs.parse::<f64>().unwrap() >= 0.0, "{line}");
     }
 }
+
+/// The files in `dir` whose extension is `ext`, sorted by path.
+pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    files.sort();
+    files
+}

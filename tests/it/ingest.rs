@@ -329,13 +329,7 @@ fn killing_ingest_mid_load_leaves_the_table_as_it_was() {
 fn row_group_ranges(table_dir: &Path, column: &str) -> Vec<(Vec<(i64, i64)>, bool)> {
     use datafusion::parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
     use datafusion::parquet::file::statistics::Statistics;
-    let mut files: Vec<_> = std::fs::read_dir(table_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect();
-    files.sort();
-    files
+    crate::cli::files_with_extension(table_dir, "parquet")
         .iter()
         .map(|f| {
             let file = std::fs::File::open(f).unwrap();

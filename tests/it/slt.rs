@@ -96,13 +96,7 @@ impl AsyncDB for EngineDb {
 
 fn slt_files() -> Vec<PathBuf> {
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sql"));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
-        .collect();
-    files.sort();
-    files
+    crate::cli::files_with_extension(&dir, "slt")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
