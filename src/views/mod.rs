@@ -406,15 +406,20 @@ impl TableProvider for SqlView {
             .with_physical_optimizer_rules(vec![])
             .build();
         let ctx = SessionContext::new_with_state(inner);
+        // Queries that run on their own (the fits, a materialised result)
+        // get the whole physical optimiser: without it the fit's scan of
+        // `orders` ran in one partition (one core, as Delta hands over one
+        // file group) with its filters not pushed into the Parquet reader.
+        let whole = SessionContext::new_with_state(state.clone());
         let fits = if self.kind.needs_fits() {
-            self.fits.get(&ctx, &options).await?
+            self.fits.get(&whole, &options).await?
         } else {
             Fits::default()
         };
         let sql = self.kind.sql(&options, &fits);
         if let Some(key) = self.cache_key(&ctx, &options, &sql).await? {
             // The whole result, planned and optimised on its own.
-            let full = SessionContext::new_with_state(state.clone());
+            let full = whole.clone();
             let batches = self
                 .results
                 .get_or_compute(self.kind, key, || async move {
