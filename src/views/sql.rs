@@ -158,14 +158,9 @@ pub fn customer_metrics(o: &CrmOptions, fits: &Fits) -> String {
     sum(amount) FILTER (WHERE status = 'completed' AND order_ts >= {year_ago}) AS spend_12m,
     count(*) FILTER (WHERE status = 'completed' AND order_ts >= {year_ago}) AS orders_12m,
     purchase_interval(order_ts) FILTER (WHERE status = 'completed') AS purchase_interval_days,
-    btyd_summary(order_ts, amount, {last}, {UNIT_DAYS}) FILTER (WHERE status = 'completed') AS s
+    btyd_summary(order_ts, amount, {last}, {UNIT_DAYS}) FILTER (WHERE status = 'completed') AS s,
+    orders_before_last(order_ts, 90) FILTER (WHERE status = 'completed') AS orders_90d_before_last
   FROM ord GROUP BY customer_id
-), before_last AS (
-  SELECT o.customer_id, count(*) AS orders_90d_before_last
-  FROM ord o JOIN agg a ON o.customer_id = a.customer_id
-  WHERE o.status = 'completed' AND o.order_ts < a.last_order_ts
-    AND o.order_ts >= a.last_order_ts - INTERVAL '90 days'
-  GROUP BY o.customer_id
 ), act AS (
   SELECT customer_id,
     count(*) FILTER (WHERE kind IN ('view', 'click', 'add_to_cart', 'email_open', 'app_open', 'visit', 'consult', 'review', 'survey')) AS engagement_12m,
@@ -183,14 +178,13 @@ pub fn customer_metrics(o: &CrmOptions, fits: &Fits) -> String {
     COALESCE(a.orders_12m, 0) AS orders_12m,
     CAST(floor((date_part('epoch', {end}) - date_part('epoch', a.last_order_ts)) / 86400) AS BIGINT) AS recency_days,
     a.purchase_interval_days,
-    COALESCE(b.orders_90d_before_last, 0) AS orders_90d_before_last,
+    COALESCE(a.orders_90d_before_last, 0) AS orders_90d_before_last,
     COALESCE(i.engagement_12m, 0) AS engagement_12m,
     COALESCE(i.shares_12m, 0) AS shares_12m,
     COALESCE(i.referrals_12m, 0) AS referrals_12m,
     a.s
   FROM customers c
   LEFT JOIN agg a ON a.customer_id = c.customer_id
-  LEFT JOIN before_last b ON b.customer_id = c.customer_id
   LEFT JOIN act i ON i.customer_id = c.customer_id
   WHERE c.signup_at < {end}
 ), scored AS (
