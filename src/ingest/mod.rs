@@ -446,13 +446,28 @@ impl Collector {
 /// full scans are not measurably slower than with 1 M-row groups.
 pub const ROW_GROUP_ROWS: usize = 1 << 17;
 
+/// Rows per Parquet data page (at most; a page also ends at 1 MiB). A lookup
+/// through the page index decodes one page per column, so small pages keep
+/// it cheap; 4,096 rows is still large enough that page headers and
+/// statistics are a rounding error in a full scan.
+pub const PAGE_ROWS: usize = 4096;
+
+/// Largest dictionary page per column chunk. A column with more distinct
+/// values than fit (emails, phone numbers, names) falls back to plain
+/// encoding instead of carrying a 1 MiB dictionary that every lookup in the
+/// row group has to decompress and decode.
+pub const DICTIONARY_PAGE_BYTES: usize = 128 * 1024;
+
 /// Parquet settings of every file crmdb writes into a table: zstd level 1,
-/// [`ROW_GROUP_ROWS`]-row groups, and statistics down to the page (column
+/// [`ROW_GROUP_ROWS`]-row groups of [`PAGE_ROWS`]-row pages, dictionaries
+/// up to [`DICTIONARY_PAGE_BYTES`], and statistics down to the page (column
 /// and offset indexes), so that the reader can skip row groups and pages.
 pub fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
         .set_statistics_enabled(EnabledStatistics::Page)
         .build()
 }

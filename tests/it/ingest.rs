@@ -324,9 +324,12 @@ fn killing_ingest_mid_load_leaves_the_table_as_it_was() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("10 duplicates skipped"));
 }
 
-/// (min, max) of `column` in every row group of every Parquet file of a table,
-/// and whether each file carries a page index.
-fn row_group_ranges(table_dir: &Path, column: &str) -> Vec<(Vec<(i64, i64)>, bool)> {
+/// (min, max, data pages) of one column in one row group.
+type GroupStats = (i64, i64, usize);
+
+/// [`GroupStats`] of `column` in every row group of every Parquet file of a
+/// table, and whether each file carries a page index.
+fn row_group_ranges(table_dir: &Path, column: &str) -> Vec<(Vec<GroupStats>, bool)> {
     use datafusion::parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
     use datafusion::parquet::file::statistics::Statistics;
     crate::cli::files_with_extension(table_dir, "parquet")
@@ -340,15 +343,20 @@ fn row_group_ranges(table_dir: &Path, column: &str) -> Vec<(Vec<(i64, i64)>, boo
             let ranges = meta
                 .row_groups()
                 .iter()
-                .map(|rg| {
-                    let c = rg
+                .enumerate()
+                .map(|(g, rg)| {
+                    let (i, c) = rg
                         .columns()
                         .iter()
-                        .find(|c| c.column_path().string() == column)
+                        .enumerate()
+                        .find(|(_, c)| c.column_path().string() == column)
                         .unwrap();
+                    let pages = meta
+                        .offset_index()
+                        .map_or(0, |o| o[g][i].page_locations().len());
                     match c.statistics() {
                         Some(Statistics::Int64(s)) => {
-                            (*s.min_opt().unwrap(), *s.max_opt().unwrap())
+                            (*s.min_opt().unwrap(), *s.max_opt().unwrap(), pages)
                         }
                         other => panic!("no int64 statistics for {column}: {other:?}"),
                     }
@@ -376,10 +384,11 @@ fn a_load_is_written_sorted_by_customer_in_row_groups_with_a_page_index() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // 131,072-row groups: customers 0–43, 43–87, 87–99.
+    // 131,072-row groups: customers 0–43, 43–87, 87–99, in 4,096-row pages
+    // (the last group's 37,856 rows in 10).
     assert_eq!(
         row_group_ranges(&data.join("orders"), "customer_id"),
-        vec![(vec![(0, 43), (43, 87), (87, 99)], true)]
+        vec![(vec![(0, 43, 32), (43, 87, 32), (87, 99, 10)], true)]
     );
     // One customer's orders, in the order they arrived.
     let q = run(
