@@ -495,7 +495,13 @@ def versions(exe):
 
     out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True).stdout.strip()
     git = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return {"crmdb": out, "git": git.stdout.strip(), "duckdb": duckdb.__version__, "psycopg": psycopg.__version__}
+    rev = git.stdout.strip()
+    # the checkout this harness runs from; say so when it has uncommitted changes
+    status = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                            capture_output=True, text=True)
+    if rev and status.stdout.strip():
+        rev += "-dirty"
+    return {"crmdb": out, "git": rev, "duckdb": duckdb.__version__, "psycopg": psycopg.__version__}
 
 
 def generate(exe, args, workdir, report):
