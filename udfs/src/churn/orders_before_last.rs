@@ -26,7 +26,7 @@ const MICROS_PER_DAY: f64 = 86_400_000_000.0;
 /// `orders_before_last(order_ts, days) -> Int64`
 #[user_doc(
     doc_section(label = "CRM functions"),
-    description = "Aggregate: how many of the group's orders fall in the `days` days (of 86,400 s) before its last order: order_ts ≥ last − days and order_ts < last (the last order's instant itself, and any order at that same instant, not counted). NULL when the group has no order; NULL timestamps are ignored. Group by customer (filtered to completed orders) to get churn_warning's orders_90d_before_last. Errors on a negative or non-finite days, or one that differs between rows.",
+    description = "Aggregate: how many of the group's orders fall in the `days` days (of 86,400 s) before its last order: order_ts ≥ last − days and order_ts < last (the last order's instant itself, and any order at that same instant, not counted). NULL when the group has no order or days is NULL; NULL timestamps are ignored. Group by customer (filtered to completed orders) to get churn_warning's orders_90d_before_last. Errors on a negative or non-finite days, or one that differs between rows.",
     syntax_example = "orders_before_last(order_ts, days)",
     sql_example = r#"```sql
 > SELECT customer_id, orders_before_last(order_ts, 90) FROM orders WHERE status = 'completed' GROUP BY customer_id;
@@ -85,10 +85,11 @@ impl BeforeLast {
         }
     }
 
-    /// The count, or `None` for a group without orders.
+    /// The count, or `None` for a group without orders or without a
+    /// (non-NULL) window length.
     fn count(&self) -> Option<i64> {
         let last = *self.ts.iter().max()?;
-        let window = (self.days.unwrap_or(0.0) * MICROS_PER_DAY).round();
+        let window = (self.days? * MICROS_PER_DAY).round();
         // a window reaching past the earliest representable time counts everything before last
         let from = if window >= (last as f64 - i64::MIN as f64) {
             i64::MIN
@@ -331,6 +332,15 @@ mod tests {
             .unwrap();
         assert_eq!(acc.evaluate().unwrap(), ScalarValue::Int64(Some(0)));
         // a window wider than all of time counts every earlier order
+        // no window length given: NULL, not a guess
+        let mut no_days = BeforeLast::default();
+        no_days
+            .update_batch(&[
+                ts(&[Some(0), Some(DAY)]),
+                Arc::new(Float64Array::from(vec![None, None])),
+            ])
+            .unwrap();
+        assert_eq!(no_days.evaluate().unwrap(), ScalarValue::Int64(None));
         let mut wide = BeforeLast::default();
         wide.update_batch(&[ts(&[Some(i64::MIN + 1), Some(0)]), days(1e300, 2)])
             .unwrap();
