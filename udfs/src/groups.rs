@@ -4,16 +4,15 @@
 //! accumulator per group and calls it with a sliced array per group and
 //! batch, which with a million customers costs more than the work itself;
 //! here the input columns are converted once per batch and each row goes
-//! straight to its group's state.
-//!
-//! [`Accumulator`]: datafusion::logical_expr::Accumulator
+//! straight to its group's state. [`RowAccumulator`] is the plain
+//! [`Accumulator`] (no GROUP BY, windows) over the same state code.
 
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray};
-use datafusion::common::Result;
-use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::common::{Result, ScalarValue};
+use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 
 /// One group's state of a row-by-row aggregate.
-pub(crate) trait RowState: Clone + Send + std::fmt::Debug + 'static {
+pub(crate) trait RowState: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// The update inputs of one batch, converted once.
     type Batch;
     /// The merge inputs (partial states) of one batch, converted once.
@@ -138,5 +137,64 @@ impl<S: RowState> GroupsAccumulator for RowGroups<S> {
 
     fn size(&self) -> usize {
         self.groups.capacity() * size_of::<S>() + self.heap
+    }
+}
+
+/// The plain [`Accumulator`] over one [`RowState`].
+#[derive(Debug)]
+pub(crate) struct RowAccumulator<S: RowState> {
+    proto: S,
+    state: S,
+}
+
+impl<S: RowState> RowAccumulator<S> {
+    /// An accumulator that starts as `proto` (and starts again as `proto`
+    /// after each `state`).
+    pub fn new(proto: S) -> Self {
+        RowAccumulator {
+            state: proto.clone(),
+            proto,
+        }
+    }
+}
+
+fn rows(arrays: &[ArrayRef]) -> usize {
+    arrays.first().map_or(0, |a| a.len())
+}
+
+impl<S: RowState> Accumulator for RowAccumulator<S> {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let batch = self.proto.prepare(values)?;
+        for row in 0..rows(values) {
+            self.state.update_row(&batch, row)?;
+        }
+        Ok(())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let prepared = self.proto.prepare_states(states)?;
+        for row in 0..rows(states) {
+            self.state.merge_row(&prepared, row)?;
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        let taken = std::mem::replace(&mut self.state, self.proto.clone());
+        self.proto
+            .state_all(vec![taken])?
+            .iter()
+            .map(|a| ScalarValue::try_from_array(a, 0))
+            .collect()
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        // evaluated on a copy: a window may go on updating after evaluating
+        let out = self.proto.evaluate_all(vec![self.state.clone()])?;
+        ScalarValue::try_from_array(&out, 0)
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self) + self.proto.heap_size() + self.state.heap_size()
     }
 }

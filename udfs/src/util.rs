@@ -277,6 +277,11 @@ pub mod fuzz {
         Arc::new(Int64Array::from(v))
     }
 
+    /// A UTC timestamp (µs) array of these values.
+    pub fn utc_micros(v: &[Option<i64>]) -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from(v.to_vec()).with_timezone("UTC"))
+    }
+
     /// Random UTC timestamps (µs) with NULLs and extremes.
     pub fn times(rng: &mut Rng, n: usize) -> ArrayRef {
         let v: Vec<Option<i64>> = (0..n)
@@ -287,7 +292,7 @@ pub mod fuzz {
                 _ => Some(1_700_000_000_000_000 + rng.below(400) as i64 * 86_400_000_000),
             })
             .collect();
-        Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
+        utc_micros(&v)
     }
 
     /// Random strings with NULLs, empty strings and non-ASCII text.

@@ -9,7 +9,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, Int64Type};
-use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
@@ -17,7 +17,7 @@ use datafusion::logical_expr::{
 };
 use datafusion_macros::user_doc;
 
-use crate::groups::{RowGroups, RowState};
+use crate::groups::{RowAccumulator, RowGroups, RowState};
 use crate::rules::btyd::summary;
 use crate::util::{Kind, as_f64, as_micros, coerce_all};
 
@@ -163,7 +163,10 @@ impl AggregateUDFImpl for BtydSummaryFunc {
         Ok(DataType::Struct(summary_fields()))
     }
     fn accumulator(&self, _acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(OrdersAccumulator::new("btyd_summary", false)))
+        Ok(Box::new(RowAccumulator::new(OrdersAccumulator::new(
+            "btyd_summary",
+            false,
+        ))))
     }
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
         true
@@ -209,7 +212,10 @@ impl AggregateUDFImpl for BtydHoldoutFunc {
         Ok(DataType::Struct(holdout_fields()))
     }
     fn accumulator(&self, _acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(OrdersAccumulator::new("btyd_holdout", true)))
+        Ok(Box::new(RowAccumulator::new(OrdersAccumulator::new(
+            "btyd_holdout",
+            true,
+        ))))
     }
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
         true
@@ -586,48 +592,11 @@ impl RowState for OrdersAccumulator {
     }
 }
 
-impl Accumulator for OrdersAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let batch = self.prepare(values)?;
-        for i in 0..batch.ts.len() {
-            self.update_row(&batch, i)?;
-        }
-        Ok(())
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        let mut out = Results::new(self.holdout, 1);
-        self.finish_into(&mut out)?;
-        ScalarValue::try_from_array(&out.finish()?, 0)
-    }
-
-    fn size(&self) -> usize {
-        size_of_val(self) + self.heap_size()
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let fresh = OrdersAccumulator::new(self.func, self.holdout);
-        let taken = std::mem::replace(self, fresh);
-        let arrays = self.state_all(vec![taken])?;
-        arrays
-            .iter()
-            .map(|a| ScalarValue::try_from_array(a, 0))
-            .collect()
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let states = self.prepare_states(states)?;
-        for r in 0..states.days.len() {
-            self.merge_row(&states, r)?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use datafusion::arrow::array::{BooleanArray, TimestampMicrosecondArray};
+    use datafusion::common::ScalarValue;
     use datafusion::logical_expr::EmitTo;
 
     const DAY: i64 = MICROS_PER_DAY;
@@ -657,7 +626,7 @@ mod tests {
 
         let mut expected = Vec::new();
         for g in 0..3 {
-            let mut acc = OrdersAccumulator::new("btyd_summary", false);
+            let mut acc = RowAccumulator::new(OrdersAccumulator::new("btyd_summary", false));
             let rows: Vec<usize> = (0..ts.len())
                 .filter(|&i| groups[i] == g && filter.value(i))
                 .collect();

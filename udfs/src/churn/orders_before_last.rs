@@ -10,7 +10,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type};
-use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
@@ -18,7 +18,7 @@ use datafusion::logical_expr::{
 };
 use datafusion_macros::user_doc;
 
-use crate::groups::{RowGroups, RowState};
+use crate::groups::{RowAccumulator, RowGroups, RowState};
 use crate::util::{Kind, as_f64, as_micros, coerce_all};
 
 const MICROS_PER_DAY: f64 = 86_400_000_000.0;
@@ -194,37 +194,6 @@ impl RowState for BeforeLast {
     }
 }
 
-impl Accumulator for BeforeLast {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let args = self.prepare(values)?;
-        for row in 0..args.ts.len() {
-            self.update_row(&args, row)?;
-        }
-        Ok(())
-    }
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let s = self.prepare_states(states)?;
-        for row in 0..s.ts.len() {
-            self.merge_row(&s, row)?;
-        }
-        Ok(())
-    }
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let taken = std::mem::take(self);
-        let arrays = self.state_all(vec![taken])?;
-        arrays
-            .iter()
-            .map(|a| ScalarValue::try_from_array(a, 0))
-            .collect()
-    }
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(ScalarValue::Int64(self.count()))
-    }
-    fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.heap_size()
-    }
-}
-
 impl AggregateUDFImpl for OrdersBeforeLastFunc {
     fn name(&self) -> &str {
         "orders_before_last"
@@ -244,7 +213,7 @@ impl AggregateUDFImpl for OrdersBeforeLastFunc {
         Ok(DataType::Int64)
     }
     fn accumulator(&self, _acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(BeforeLast::default()))
+        Ok(Box::new(RowAccumulator::new(BeforeLast::default())))
     }
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
         true
@@ -277,14 +246,12 @@ impl AggregateUDFImpl for OrdersBeforeLastFunc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{BooleanArray, TimestampMicrosecondArray};
+    use crate::util::fuzz::utc_micros as ts;
+    use datafusion::arrow::array::BooleanArray;
+    use datafusion::common::ScalarValue;
     use datafusion::logical_expr::EmitTo;
 
     const DAY: i64 = 86_400_000_000;
-
-    fn ts(v: &[Option<i64>]) -> ArrayRef {
-        Arc::new(TimestampMicrosecondArray::from(v.to_vec()).with_timezone("UTC"))
-    }
 
     fn days(d: f64, n: usize) -> ArrayRef {
         Arc::new(Float64Array::from(vec![d; n]))
@@ -293,7 +260,7 @@ mod tests {
     #[test]
     fn counts_the_window_before_the_last_order() {
         let last = 1_000 * DAY;
-        let mut acc = BeforeLast::default();
+        let mut acc = RowAccumulator::new(BeforeLast::default());
         // exactly 90 days before (in), 90 days + 1 µs before (out), 1 µs
         // before (in), the last instant twice (out), NULL (ignored)
         let v = [
@@ -307,7 +274,7 @@ mod tests {
         acc.update_batch(&[ts(&v), days(90.0, v.len())]).unwrap();
         assert_eq!(acc.evaluate().unwrap(), ScalarValue::Int64(Some(2)));
         // a partial state with a later order moves the window
-        let mut other = BeforeLast::default();
+        let mut other = RowAccumulator::new(BeforeLast::default());
         other
             .update_batch(&[ts(&[Some(last + 10 * DAY)]), days(90.0, 1)])
             .unwrap();
@@ -324,7 +291,7 @@ mod tests {
 
     #[test]
     fn no_orders_is_null_and_a_lone_order_is_zero() {
-        let mut acc = BeforeLast::default();
+        let mut acc = RowAccumulator::new(BeforeLast::default());
         assert_eq!(acc.evaluate().unwrap(), ScalarValue::Int64(None));
         acc.update_batch(&[ts(&[None]), days(90.0, 1)]).unwrap();
         assert_eq!(acc.evaluate().unwrap(), ScalarValue::Int64(None));
@@ -333,7 +300,7 @@ mod tests {
         assert_eq!(acc.evaluate().unwrap(), ScalarValue::Int64(Some(0)));
         // a window wider than all of time counts every earlier order
         // no window length given: NULL, not a guess
-        let mut no_days = BeforeLast::default();
+        let mut no_days = RowAccumulator::new(BeforeLast::default());
         no_days
             .update_batch(&[
                 ts(&[Some(0), Some(DAY)]),
@@ -341,7 +308,7 @@ mod tests {
             ])
             .unwrap();
         assert_eq!(no_days.evaluate().unwrap(), ScalarValue::Int64(None));
-        let mut wide = BeforeLast::default();
+        let mut wide = RowAccumulator::new(BeforeLast::default());
         wide.update_batch(&[ts(&[Some(i64::MIN + 1), Some(0)]), days(1e300, 2)])
             .unwrap();
         assert_eq!(wide.evaluate().unwrap(), ScalarValue::Int64(Some(1)));
@@ -356,14 +323,14 @@ mod tests {
                 "argument days must be a non-negative number, got NaN",
             ),
         ] {
-            let mut acc = BeforeLast::default();
+            let mut acc = RowAccumulator::new(BeforeLast::default());
             let err = acc
                 .update_batch(&[ts(&[Some(0)]), days(d, 1)])
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(want), "{err}");
         }
-        let mut acc = BeforeLast::default();
+        let mut acc = RowAccumulator::new(BeforeLast::default());
         let err = acc
             .update_batch(&[
                 ts(&[Some(0), Some(1)]),

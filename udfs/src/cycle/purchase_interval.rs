@@ -5,7 +5,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
-use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
@@ -13,7 +13,7 @@ use datafusion::logical_expr::{
 };
 use datafusion_macros::user_doc;
 
-use crate::groups::{RowGroups, RowState};
+use crate::groups::{RowAccumulator, RowGroups, RowState};
 use crate::util::{Kind, as_micros, coerce_all};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -149,37 +149,6 @@ impl RowState for PurchaseIntervalAccumulator {
     }
 }
 
-impl Accumulator for PurchaseIntervalAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let ts = self.prepare(values)?;
-        for row in 0..ts.len() {
-            self.update_row(&ts, row)?;
-        }
-        Ok(())
-    }
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let lists = self.prepare_states(states)?;
-        for row in 0..lists.len() {
-            self.merge_row(&lists, row)?;
-        }
-        Ok(())
-    }
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let taken = std::mem::take(self);
-        let arrays = self.state_all(vec![taken])?;
-        arrays
-            .iter()
-            .map(|a| ScalarValue::try_from_array(a, 0))
-            .collect()
-    }
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(ScalarValue::Float64(median_gap(&mut self.days)))
-    }
-    fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.heap_size()
-    }
-}
-
 impl AggregateUDFImpl for PurchaseIntervalFunc {
     fn name(&self) -> &str {
         "purchase_interval"
@@ -194,7 +163,9 @@ impl AggregateUDFImpl for PurchaseIntervalFunc {
         Ok(DataType::Float64)
     }
     fn accumulator(&self, _acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(PurchaseIntervalAccumulator::default()))
+        Ok(Box::new(RowAccumulator::new(
+            PurchaseIntervalAccumulator::default(),
+        )))
     }
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
         true
@@ -222,19 +193,15 @@ impl AggregateUDFImpl for PurchaseIntervalFunc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::util::fuzz::{Rng, times};
-    use datafusion::arrow::array::TimestampMicrosecondArray;
+    use crate::util::fuzz::{Rng, times, utc_micros as ts};
+    use datafusion::common::ScalarValue;
 
     const DAY: i64 = MICROS_PER_DAY;
     const T0: i64 = 1_714_521_600_000_000;
 
-    fn ts(v: &[Option<i64>]) -> ArrayRef {
-        Arc::new(TimestampMicrosecondArray::from(v.to_vec()).with_timezone("UTC"))
-    }
-
     #[test]
     fn median_of_distinct_day_gaps() {
-        let mut acc = PurchaseIntervalAccumulator::default();
+        let mut acc = RowAccumulator::new(PurchaseIntervalAccumulator::default());
         // Days 0, 0 (same day, later hour), 10, 30, 31 → gaps 10, 20, 1 → median 10.
         acc.update_batch(&[ts(&[
             Some(T0),
@@ -244,7 +211,7 @@ mod tests {
         ])])
         .unwrap();
         assert_eq!(acc.evaluate().unwrap(), ScalarValue::Float64(Some(10.0)));
-        let mut other = PurchaseIntervalAccumulator::default();
+        let mut other = RowAccumulator::new(PurchaseIntervalAccumulator::default());
         other
             .update_batch(&[ts(&[Some(T0 + 30 * DAY), Some(T0 + 31 * DAY)])])
             .unwrap();
@@ -260,7 +227,7 @@ mod tests {
 
     #[test]
     fn fewer_than_two_days_is_null() {
-        let mut acc = PurchaseIntervalAccumulator::default();
+        let mut acc = RowAccumulator::new(PurchaseIntervalAccumulator::default());
         assert_eq!(acc.evaluate().unwrap(), ScalarValue::Float64(None));
         acc.update_batch(&[ts(&[Some(T0), Some(T0 + 1)])]).unwrap();
         assert_eq!(acc.evaluate().unwrap(), ScalarValue::Float64(None));
@@ -270,7 +237,7 @@ mod tests {
     fn fuzz_no_panics() {
         let mut rng = Rng(31);
         for n in [0usize, 1, 50] {
-            let mut acc = PurchaseIntervalAccumulator::default();
+            let mut acc = RowAccumulator::new(PurchaseIntervalAccumulator::default());
             acc.update_batch(&[times(&mut rng, n)]).unwrap();
             let _ = acc.evaluate().unwrap();
         }
