@@ -36,6 +36,7 @@ use tokio::sync::Mutex;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::Store;
+use crate::store::scan::VersionFiles;
 use crate::store::schema::TABLES;
 use crate::views::{self, CrmOptions};
 
@@ -173,19 +174,48 @@ impl Engine {
 }
 
 /// A Delta table that always scans its latest committed version.
+///
+/// Per version it keeps delta-rs' provider (for writes, and for reading a
+/// version that needs more than plain Parquet) and, where the version allows,
+/// its file list ([`VersionFiles`]), so a scan does not replay the log again.
 #[derive(Debug)]
 pub struct LiveTable {
     schema: SchemaRef,
-    state: Mutex<(DeltaTable, Arc<dyn TableProvider>)>,
+    state: Mutex<LiveState>,
+}
+
+#[derive(Debug)]
+struct LiveState {
+    table: DeltaTable,
+    provider: Arc<dyn TableProvider>,
+    files: Option<Arc<VersionFiles>>,
+}
+
+impl LiveState {
+    async fn of(table: DeltaTable) -> Result<LiveState> {
+        let provider = table.table_provider().await?;
+        let files = VersionFiles::of(&table, provider.schema().fields().len()).map(Arc::new);
+        Ok(LiveState {
+            table,
+            provider,
+            files,
+        })
+    }
+}
+
+/// What one scan reads: the plain file list when the version has one.
+enum Reader {
+    Files(Arc<VersionFiles>),
+    Delta(Arc<dyn TableProvider>),
 }
 
 impl LiveTable {
     /// Wrap a loaded Delta table.
     pub async fn new(table: DeltaTable) -> Result<LiveTable> {
-        let provider = table.table_provider().await?;
+        let state = LiveState::of(table).await?;
         Ok(LiveTable {
-            schema: provider.schema(),
-            state: Mutex::new((table, provider)),
+            schema: state.provider.schema(),
+            state: Mutex::new(state),
         })
     }
 
@@ -193,23 +223,41 @@ impl LiveTable {
     /// table without commits.
     pub async fn version(&self) -> DFResult<Option<u64>> {
         self.current().await?;
-        Ok(self.state.lock().await.0.version())
+        Ok(self.state.lock().await.table.version())
     }
 
-    /// The provider of the latest committed version (refreshing if a newer
-    /// version has been committed since the last call).
-    pub async fn current(&self) -> DFResult<Arc<dyn TableProvider>> {
-        let mut guard = self.state.lock().await;
-        let (table, provider) = &mut *guard;
-        let before = table.version();
-        table
+    /// Bring the state to the latest committed version.
+    async fn refresh(state: &mut LiveState) -> DFResult<()> {
+        let before = state.table.version();
+        state
+            .table
             .update_incremental(None)
             .await
             .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-        if table.version() != before {
-            *provider = table.table_provider().await?;
+        if state.table.version() != before {
+            state.provider = state.table.table_provider().await?;
+            state.files = VersionFiles::of(&state.table, state.provider.schema().fields().len())
+                .map(Arc::new);
         }
-        Ok(provider.clone())
+        Ok(())
+    }
+
+    /// delta-rs' provider of the latest committed version (refreshing if a
+    /// newer version has been committed since the last call).
+    pub async fn current(&self) -> DFResult<Arc<dyn TableProvider>> {
+        let mut state = self.state.lock().await;
+        Self::refresh(&mut state).await?;
+        Ok(state.provider.clone())
+    }
+
+    /// What a scan of the latest committed version reads.
+    async fn reader(&self) -> DFResult<Reader> {
+        let mut state = self.state.lock().await;
+        Self::refresh(&mut state).await?;
+        Ok(match &state.files {
+            Some(files) => Reader::Files(files.clone()),
+            None => Reader::Delta(state.provider.clone()),
+        })
     }
 }
 
@@ -247,10 +295,10 @@ impl TableProvider for LiveTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        self.current()
-            .await?
-            .scan(state, projection, filters, limit)
-            .await
+        match self.reader().await? {
+            Reader::Files(files) => files.scan(state, &self.schema, projection, limit).await,
+            Reader::Delta(provider) => provider.scan(state, projection, filters, limit).await,
+        }
     }
 
     fn statistics(&self) -> Option<Statistics> {

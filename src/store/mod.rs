@@ -12,6 +12,7 @@
 //! and the engine.
 
 pub mod maintenance;
+pub mod scan;
 pub mod schema;
 
 use std::fs::File;
