@@ -191,18 +191,6 @@ struct LiveState {
     files: Option<Arc<VersionFiles>>,
 }
 
-impl LiveState {
-    async fn of(table: DeltaTable) -> Result<LiveState> {
-        let provider = table.table_provider().await?;
-        let files = VersionFiles::of(&table, provider.schema().fields().len()).map(Arc::new);
-        Ok(LiveState {
-            table,
-            provider,
-            files,
-        })
-    }
-}
-
 /// What one scan reads: the plain file list when the version has one.
 enum Reader {
     Files(Arc<VersionFiles>),
@@ -212,10 +200,16 @@ enum Reader {
 impl LiveTable {
     /// Wrap a loaded Delta table.
     pub async fn new(table: DeltaTable) -> Result<LiveTable> {
-        let state = LiveState::of(table).await?;
+        let provider = table.table_provider().await?;
+        let schema = provider.schema();
+        let files = VersionFiles::of(&table, &schema).map(Arc::new);
         Ok(LiveTable {
-            schema: state.provider.schema(),
-            state: Mutex::new(state),
+            schema,
+            state: Mutex::new(LiveState {
+                table,
+                provider,
+                files,
+            }),
         })
     }
 
@@ -226,8 +220,10 @@ impl LiveTable {
         Ok(self.state.lock().await.table.version())
     }
 
-    /// Bring the state to the latest committed version.
-    async fn refresh(state: &mut LiveState) -> DFResult<()> {
+    /// Bring the state to the latest committed version. Its files are read
+    /// with the schema the table was registered with, the one every plan
+    /// over it was made for.
+    async fn refresh(&self, state: &mut LiveState) -> DFResult<()> {
         let before = state.table.version();
         state
             .table
@@ -236,8 +232,7 @@ impl LiveTable {
             .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         if state.table.version() != before {
             state.provider = state.table.table_provider().await?;
-            state.files = VersionFiles::of(&state.table, state.provider.schema().fields().len())
-                .map(Arc::new);
+            state.files = VersionFiles::of(&state.table, &self.schema).map(Arc::new);
         }
         Ok(())
     }
@@ -246,14 +241,14 @@ impl LiveTable {
     /// newer version has been committed since the last call).
     pub async fn current(&self) -> DFResult<Arc<dyn TableProvider>> {
         let mut state = self.state.lock().await;
-        Self::refresh(&mut state).await?;
+        self.refresh(&mut state).await?;
         Ok(state.provider.clone())
     }
 
     /// What a scan of the latest committed version reads.
     async fn reader(&self) -> DFResult<Reader> {
         let mut state = self.state.lock().await;
-        Self::refresh(&mut state).await?;
+        self.refresh(&mut state).await?;
         Ok(match &state.files {
             Some(files) => Reader::Files(files.clone()),
             None => Reader::Delta(state.provider.clone()),
@@ -296,7 +291,7 @@ impl TableProvider for LiveTable {
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         match self.reader().await? {
-            Reader::Files(files) => files.scan(state, &self.schema, projection, limit).await,
+            Reader::Files(files) => files.scan(state, projection, limit).await,
             Reader::Delta(provider) => provider.scan(state, projection, filters, limit).await,
         }
     }

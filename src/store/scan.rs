@@ -52,23 +52,30 @@ const PLAIN_READER_FEATURES: &[&str] = &["timestampNtz", "v2Checkpoint", "vacuum
 /// The data files of one Delta version, ready to scan.
 #[derive(Debug)]
 pub struct VersionFiles {
+    /// The schema scans produce (the table's, as registered).
+    schema: SchemaRef,
     files: Vec<PartitionedFile>,
-    rows: Precision<usize>,
-    bytes: usize,
+    /// Rows and bytes of all files together.
+    statistics: Statistics,
 }
 
 impl VersionFiles {
-    /// The files of `table`'s loaded version, or `None` when the version
-    /// needs more than plain Parquet reading: partition columns, column
-    /// mapping, deletion vectors, files outside the table directory, or any
-    /// reader feature not known to be harmless.
-    pub fn of(table: &DeltaTable, columns: usize) -> Option<VersionFiles> {
+    /// The files of `table`'s loaded version, to be read as `schema`, or
+    /// `None` when the version needs more than plain Parquet reading:
+    /// partition columns, column mapping, deletion vectors, files outside the
+    /// table directory, or any reader feature not known to be harmless.
+    pub fn of(table: &DeltaTable, schema: &SchemaRef) -> Option<VersionFiles> {
+        let unknown = || vec![ColumnStatistics::new_unknown(); schema.fields().len()];
         let Ok(state) = table.snapshot() else {
             // no commit yet: nothing to read
             return Some(VersionFiles {
+                schema: schema.clone(),
                 files: Vec::new(),
-                rows: Precision::Exact(0),
-                bytes: 0,
+                statistics: Statistics {
+                    num_rows: Precision::Exact(0),
+                    total_byte_size: Precision::Exact(0),
+                    column_statistics: unknown(),
+                },
             });
         };
         let snapshot = state.snapshot();
@@ -100,17 +107,18 @@ impl VersionFiles {
                 return None;
             }
             let size = u64::try_from(file.size()).ok()?;
+            let file_bytes = usize::try_from(size).unwrap_or(usize::MAX);
             let location = Path::from_iter(root.parts().chain(file.object_store_path().parts()));
             let last_modified = file.modification_datetime().ok()?;
             let file_rows = file
                 .num_records()
                 .map_or(Precision::Absent, Precision::Exact);
             rows = rows.add(&file_rows);
-            bytes = bytes.saturating_add(usize::try_from(size).unwrap_or(usize::MAX));
+            bytes = bytes.saturating_add(file_bytes);
             let statistics = Statistics {
                 num_rows: file_rows,
-                total_byte_size: Precision::Inexact(usize::try_from(size).unwrap_or(usize::MAX)),
-                column_statistics: vec![ColumnStatistics::new_unknown(); columns],
+                total_byte_size: Precision::Inexact(file_bytes),
+                column_statistics: unknown(),
             };
             files.push(
                 PartitionedFile::new_from_meta(ObjectMeta {
@@ -123,7 +131,15 @@ impl VersionFiles {
                 .with_statistics(Arc::new(statistics)),
             );
         }
-        Some(VersionFiles { files, rows, bytes })
+        Some(VersionFiles {
+            schema: schema.clone(),
+            files,
+            statistics: Statistics {
+                num_rows: rows,
+                total_byte_size: Precision::Inexact(bytes),
+                column_statistics: unknown(),
+            },
+        })
     }
 
     /// Number of data files.
@@ -136,22 +152,21 @@ impl VersionFiles {
         self.files.is_empty()
     }
 
-    /// A Parquet scan of these files with `schema` as the table's schema
-    /// (files whose own schema differs are adapted to it, as DataFusion does
+    /// A Parquet scan of these files producing the table's schema (files
+    /// whose own schema differs are adapted to it, as DataFusion does
     /// for any Parquet table). Filters are not taken here: DataFusion's
     /// physical filter pushdown hands them to the Parquet reader, which uses
     /// them to prune row groups and pages and applies them while decoding.
     pub async fn scan(
         &self,
         state: &dyn Session,
-        schema: &SchemaRef,
         projection: Option<&Vec<usize>>,
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         if self.files.is_empty() {
             let projected = match projection {
-                Some(p) => Arc::new(schema.project(p)?),
-                None => schema.clone(),
+                Some(p) => Arc::new(self.schema.project(p)?),
+                None => self.schema.clone(),
             };
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
@@ -163,7 +178,7 @@ impl VersionFiles {
         let url = ObjectStoreUrl::local_filesystem();
         let store = state.runtime_env().object_store(&url)?;
         let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
-        let mut source = ParquetSource::new(TableSchema::from(schema.clone()))
+        let mut source = ParquetSource::new(TableSchema::from(self.schema.clone()))
             .with_table_parquet_options(options)
             .with_parquet_file_reader_factory(Arc::new(IndexedReaderFactory(
                 CachedParquetFileReaderFactory::new(store, cache),
@@ -171,14 +186,9 @@ impl VersionFiles {
         if let Some(hint) = hint {
             source = source.with_metadata_size_hint(hint);
         }
-        let statistics = Statistics {
-            num_rows: self.rows,
-            total_byte_size: Precision::Inexact(self.bytes),
-            column_statistics: vec![ColumnStatistics::new_unknown(); schema.fields().len()],
-        };
         let config = FileScanConfigBuilder::new(url, Arc::new(source))
             .with_file_groups(vec![FileGroup::new(self.files.clone())])
-            .with_statistics(statistics)
+            .with_statistics(self.statistics.clone())
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
             .build();
@@ -249,6 +259,7 @@ mod tests {
     use crate::engine::Engine;
     use crate::ingest::{IngestOptions, ingest_files};
     use crate::store::Store;
+    use crate::store::schema::ORDERS;
     use datafusion::arrow::util::pretty::pretty_format_batches;
     use indicatif::ProgressBar;
 
@@ -285,8 +296,15 @@ mod tests {
     async fn each_load_is_one_file_of_the_version_and_scans_see_new_loads() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::init(&dir.path().join("data")).await.unwrap();
-        let empty = VersionFiles::of(&store.table("orders").await.unwrap(), 9).unwrap();
-        assert_eq!((empty.len(), empty.rows), (0, Precision::Exact(0)));
+        let empty = VersionFiles::of(
+            &store.table("orders").await.unwrap(),
+            &ORDERS.arrow_schema(),
+        )
+        .unwrap();
+        assert_eq!(
+            (empty.len(), empty.statistics.num_rows),
+            (0, Precision::Exact(0))
+        );
 
         load(
             &store,
@@ -319,8 +337,11 @@ mod tests {
         )
         .await;
         let table = store.table("orders").await.unwrap();
-        let files = VersionFiles::of(&table, 9).unwrap();
-        assert_eq!((files.len(), files.rows), (2, Precision::Exact(3)));
+        let files = VersionFiles::of(&table, &ORDERS.arrow_schema()).unwrap();
+        assert_eq!(
+            (files.len(), files.statistics.num_rows),
+            (2, Precision::Exact(3))
+        );
         assert_eq!(
             query(&engine, sql).await,
             "+-------------+---+-------+\n\
@@ -349,7 +370,11 @@ mod tests {
             "1,7,2024-01-02T10:00:00Z,app,,10.00,0.00,,completed\n",
         )
         .await;
-        let files = VersionFiles::of(&store.table("orders").await.unwrap(), 9).unwrap();
+        let files = VersionFiles::of(
+            &store.table("orders").await.unwrap(),
+            &ORDERS.arrow_schema(),
+        )
+        .unwrap();
         let file = files.files[0].clone();
         let runtime = datafusion::execution::runtime_env::RuntimeEnv::default();
         let os = runtime
@@ -400,6 +425,6 @@ mod tests {
         let table = crate::views::snapshot::open_or_create(&store, &metrics)
             .await
             .unwrap();
-        assert!(VersionFiles::of(&table, 2).is_none());
+        assert!(VersionFiles::of(&table, &ORDERS.arrow_schema()).is_none());
     }
 }
