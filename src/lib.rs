@@ -16,6 +16,7 @@ pub mod export;
 pub mod generate;
 pub mod ingest;
 pub mod output;
+pub mod plans;
 pub mod server;
 pub mod shell;
 pub mod store;
