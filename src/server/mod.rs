@@ -41,22 +41,24 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::{
     PgCatalogContextProvider, Role as PgRole,
 };
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::{DfSessionService, QueryHook};
-use futures::{Sink, SinkExt};
+use futures::{Sink, SinkExt, StreamExt};
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::sasl::scram::ScramAuth;
 use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
 use pgwire::api::cancel::CancelHandler;
-use pgwire::api::portal::Portal;
+use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::Response;
+use pgwire::api::results::{QueryResponse, Response};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
@@ -65,10 +67,12 @@ use pgwire::api::{
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::data::DataRow;
 use pgwire::messages::startup::PasswordMessageFamily;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::tokio_rustls::TlsAcceptor;
 use pgwire::tokio::tokio_rustls::rustls;
+use pgwire::types::format::FormatOptions;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -80,6 +84,7 @@ use self::limits::{CancelRegistry, Limits, Slots};
 use crate::cli::Cli;
 use crate::engine::{CATALOG, Engine};
 use crate::error::{Error, Result};
+use crate::plans::PlanCache;
 
 /// The password of the three demo users (`admin`, `analyst`, `viewer`).
 pub const DEMO_PASSWORD: &str = "crmdb-demo";
@@ -273,6 +278,8 @@ struct Shared {
     slots: Arc<Slots>,
     scram_iterations: usize,
     pids: Arc<RandomPidSecretKeyGenerator>,
+    /// Parses as datafusion-postgres does, for the plan cache.
+    parser: Arc<PostgresCompatibilityParser>,
 }
 
 /// The server entry point used by `crmdb serve` and by tests.
@@ -379,6 +386,7 @@ impl Server {
             connections: Arc::new(ConnectionManager::new()),
             cancels: Arc::new(CancelRegistry::default()),
             scram_iterations: auth::ITERATIONS,
+            parser: Arc::new(PostgresCompatibilityParser::new()),
             pids: Arc::new(RandomPidSecretKeyGenerator::default()),
             config,
         });
@@ -544,6 +552,10 @@ struct ConnState {
     /// A `COPY … FROM STDIN` waiting for its data.
     copy: Arc<copy::CopySlot>,
     service: OnceLock<Arc<DfSessionService>>,
+    /// The session `service` runs statements in.
+    session: OnceLock<Arc<SessionContext>>,
+    /// Plans of this session's statement shapes.
+    plans: PlanCache,
     limits: OnceLock<Limits>,
     /// The login was refused (FATAL sent, connection closing).
     refused: std::sync::atomic::AtomicBool,
@@ -569,6 +581,8 @@ impl Connection {
             info: SessionInfo::new(),
             copy: Arc::new(copy::CopySlot::default()),
             service: OnceLock::new(),
+            session: OnceLock::new(),
+            plans: PlanCache::default(),
             limits: OnceLock::new(),
             refused: std::sync::atomic::AtomicBool::new(false),
             sasl_started: std::sync::atomic::AtomicBool::new(false),
@@ -612,12 +626,14 @@ impl PgWireServerHandlers for Connection {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
         Arc::new(Queries {
             state: self.state.clone(),
+            parser: self.shared.parser.clone(),
         })
     }
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
         Arc::new(Queries {
             state: self.state.clone(),
+            parser: self.shared.parser.clone(),
         })
     }
 
@@ -833,7 +849,9 @@ impl Startup {
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),
         ];
-        let service = Arc::new(DfSessionService::new_with_hooks(Arc::new(ctx), hooks));
+        let ctx = Arc::new(ctx);
+        let service = Arc::new(DfSessionService::new_with_hooks(ctx.clone(), hooks));
+        let _ = self.state.session.set(ctx);
         let _ = self.state.service.set(service);
         tracing::info!(user, %role, "session opened");
         Ok(())
@@ -888,6 +906,7 @@ impl CancelHandler for Cancels {
 /// crmdb's limits around it.
 struct Queries {
     state: Arc<ConnState>,
+    parser: Arc<PostgresCompatibilityParser>,
 }
 
 impl Queries {
@@ -897,6 +916,60 @@ impl Queries {
 
     fn limits(&self) -> Limits {
         self.state.limits.get().cloned().unwrap_or_default()
+    }
+
+    /// Run a single query through the session's kept plans (see
+    /// [`crate::plans`]); `None` when it is not one, and the service runs it.
+    /// Anything but a query may change what plans depend on (settings,
+    /// objects), so it empties the cache.
+    async fn kept_plan<C: ClientInfo>(
+        &self,
+        client: &C,
+        query: &str,
+    ) -> PgWireResult<Option<Response>> {
+        let Some(ctx) = self.state.session.get() else {
+            return Ok(None);
+        };
+        let Ok(mut statements) = self.parser.parse(query) else {
+            return Ok(None);
+        };
+        if statements.iter().any(|s| !matches!(s, Statement::Query(_))) {
+            self.state.plans.clear();
+        }
+        let (Some(statement), None) = (statements.pop(), statements.pop()) else {
+            return Ok(None);
+        };
+        if hooks::changes_data(&statement) {
+            return Ok(None);
+        }
+        let planned = self
+            .state
+            .plans
+            .run(ctx, &statement)
+            .await
+            .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        let Some(planned) = planned else {
+            return Ok(None);
+        };
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let fields = Arc::new(arrow_pg::datatypes::arrow_schema_to_pg_fields(
+            &planned.schema,
+            &Format::UnifiedText,
+            Some(options),
+        )?);
+        let encode = fields.clone();
+        let rows = planned
+            .stream
+            .map(move |batch| {
+                let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> =
+                    match batch {
+                        Ok(batch) => arrow_pg::datatypes::encode_recordbatch(encode.clone(), batch),
+                        Err(e) => Box::new(std::iter::once(Err(PgWireError::ApiError(e.into())))),
+                    };
+                futures::stream::iter(rows)
+            })
+            .flatten();
+        Ok(Some(Response::Query(QueryResponse::new(fields, rows))))
     }
 
     fn timeout<C: ClientInfo>(&self, client: &C) -> Option<Duration> {
@@ -935,11 +1008,12 @@ impl SimpleQueryHandler for Queries {
         let rewritten = rewrite::rewrite(query);
         let query = rewritten.as_deref().unwrap_or(query);
         let responses = guard
-            .run(SimpleQueryHandler::do_query(
-                service.as_ref(),
-                client,
-                query,
-            ))
+            .run(async {
+                if let Some(response) = self.kept_plan(client, query).await? {
+                    return Ok(vec![response]);
+                }
+                SimpleQueryHandler::do_query(service.as_ref(), client, query).await
+            })
             .await?;
         // A `SET statement_timeout` among the statements applies to the rows
         // that stream after it, so read the setting again.
@@ -975,6 +1049,13 @@ impl ExtendedQueryHandler for Queries {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let service = self.service()?.clone();
+        if !matches!(
+            &portal.statement.statement.1,
+            Some((Statement::Query(_), _))
+        ) {
+            // settings or objects may change: kept plans depend on both
+            self.state.plans.clear();
+        }
         let limits = self.limits();
         let guard = limits.start(self.timeout(client));
         let slot = limits.slot(&guard, &portal.statement.statement.0).await?;

@@ -354,6 +354,53 @@ fn statement_timeout_stops_a_running_query() {
     assert_eq!(query("analyst", "SELECT count(*) FROM customers"), "3");
 }
 
+/// One connection asking the same question about other customers: the
+/// statement's shape is planned once (crmdb::plans) and every answer is the
+/// one a fresh plan gives; a `SET` in between is honoured.
+#[test]
+fn repeated_statement_shapes_answer_every_value() {
+    let lookup = |id: &str| {
+        format!(
+            "SELECT c.name, o.orders, o.revenue FROM customers c \
+             LEFT JOIN (SELECT customer_id, count(*) FILTER (WHERE status = 'completed') AS orders, \
+             sum(amount) FILTER (WHERE status = 'completed') AS revenue \
+             FROM orders WHERE customer_id = {id} GROUP BY customer_id) o ON o.customer_id = c.customer_id \
+             WHERE c.customer_id = {id}"
+        )
+    };
+    let buyers = "SELECT count(*) FROM customer_metrics WHERE orders > 0";
+    let statements = [
+        lookup("1"),
+        lookup("2"),
+        lookup("3"),
+        lookup("4"),
+        lookup("1"),
+        "SELECT order_id FROM orders WHERE amount >= 80 ORDER BY order_id".to_string(),
+        "SELECT order_id FROM orders WHERE amount >= 42.25 ORDER BY order_id".to_string(),
+        buyers.to_string(),
+        "SET crm.as_of = '2000-01-01'".to_string(),
+        buyers.to_string(),
+    ];
+    let mut args = Vec::new();
+    for s in &statements {
+        args.push("-c");
+        args.push(s.as_str());
+    }
+    let r = psql_at(fixture().addr, "analyst", PASSWORD, &args);
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        "Alice Smith|2|200.50\n\
+         Bob Jones|0|\n\
+         Carol White|1|10.00\n\
+         Alice Smith|2|200.50\n\
+         10\n11\n\
+         10\n11\n12\n\
+         2\n\
+         0\n"
+    );
+}
+
 #[test]
 fn failing_queries_do_not_hurt_the_server() {
     query_error("analyst", "SELECT * FROM no_such_table", "42P01");
