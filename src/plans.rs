@@ -19,10 +19,13 @@
 //!   new values (its state reset, as DataFusion does for recursive queries).
 //!   The values reach the plan through a parameter function that the Parquet
 //!   reader folds into a constant when it opens a file, so row groups and
-//!   pages are still pruned with statistics and the page index;
-//! - otherwise (views with their own caches, a table that moved on, a plan
-//!   with runtime join filters, the plan already running) the optimised
-//!   logical plan gets the values as literals and only physical planning runs.
+//!   pages are still pruned with statistics and the page index. Runtime
+//!   filters (a hash join's build-side bounds fed to the probe-side scan,
+//!   TopK) belong to one run, so the kept plan is made without them and each
+//!   run wires fresh ones with DataFusion's own pass;
+//! - otherwise (views with their own caches, a table that moved on, the plan
+//!   already running) the optimised logical plan gets the values as literals
+//!   and only physical planning runs.
 //!
 //! What is never kept: statements with functions that are not immutable
 //! (`now()`, `random()`: their value would be frozen into the plan),
@@ -43,6 +46,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{ParamValues, ScalarValue, TableReference};
 use datafusion::datasource::TableProvider;
@@ -55,6 +59,8 @@ use datafusion::logical_expr::{
     Volatility,
 };
 use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
+use datafusion::physical_optimizer::PhysicalOptimizerRule as _;
+use datafusion::physical_optimizer::filter_pushdown::FilterPushdown;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
@@ -130,6 +136,8 @@ struct Reusable {
     /// The canonical tables scanned, at the versions the plan reads.
     tables: Vec<(Arc<dyn TableProvider>, Option<u64>)>,
     busy: Arc<AtomicBool>,
+    /// The session's settings give this plan runtime filters.
+    dynamic: bool,
 }
 
 /// A statement ready to stream.
@@ -249,12 +257,16 @@ impl PlanCache {
             && let Some(busy) = Busy::take(&reusable.busy)
         {
             if !reusable.unchanged().await? {
-                // a load committed since: plan the shape again
+                tracing::debug!("a table moved on: planning the shape again");
                 return Ok(Run::Stale);
             }
             self.reused.fetch_add(1, Ordering::Relaxed);
             return Ok(Run::Done(kept.rerun(ctx, reusable, busy, values)?));
         }
+        tracing::debug!(
+            kept = kept.physical.is_some(),
+            "re-planning physically (plan not reusable or still running)"
+        );
         self.replanned.fetch_add(1, Ordering::Relaxed);
         Ok(Run::Done(kept.replan(ctx, values).await?))
     }
@@ -365,7 +377,11 @@ impl Kept {
         values: Vec<ScalarValue>,
     ) -> DFResult<Planned> {
         reusable.slots.set(values);
-        let plan = reset_plan_states(reusable.plan.clone())?;
+        let mut plan = reset_plan_states(reusable.plan.clone())?;
+        if reusable.dynamic {
+            let options = ctx.state_ref().read().config_options().clone();
+            plan = wire_runtime_filters(plan, &options)?;
+        }
         let stream = execute_stream(plan.clone(), ctx.task_ctx())?;
         Ok(Planned {
             schema: self.schema.clone(),
@@ -416,6 +432,7 @@ impl Reusable {
             Ok(TreeNodeRecursion::Continue)
         })?;
         if other {
+            tracing::debug!("plan reads more than canonical tables: planned physically per run");
             return Ok(None);
         }
         for (provider, version) in &mut tables {
@@ -431,14 +448,26 @@ impl Reusable {
                 .collect::<DFResult<_>>()?,
         );
         let with_functions = with_parameter_functions(logical.clone(), &slots, types)?;
+        // Runtime filters are wired between a join (or TopK) and a scan
+        // once per plan, and a reset join does not feed its old filter: the
+        // kept plan has none, each run wires fresh ones (`rerun`).
+        let mut without = state.clone();
+        let optimizer = &mut without.config_mut().options_mut().optimizer;
+        optimizer.enable_dynamic_filter_pushdown = false;
+        optimizer.enable_join_dynamic_filter_pushdown = false;
+        optimizer.enable_topk_dynamic_filter_pushdown = false;
+        optimizer.enable_aggregate_dynamic_filter_pushdown = false;
         let plan = state
             .query_planner()
-            .create_physical_plan(&with_functions, state)
+            .create_physical_plan(&with_functions, &without)
             .await?;
         if has_dynamic_filters(&plan)? {
+            tracing::debug!("plan has runtime filters it cannot reset: planned physically per run");
             return Ok(None);
         }
+        let wired = wire_runtime_filters(reset_plan_states(plan.clone())?, state.config_options())?;
         Ok(Some(Reusable {
+            dynamic: has_dynamic_filters(&wired)?,
             plan,
             slots,
             tables,
@@ -487,8 +516,16 @@ fn hold(stream: SendableRecordBatchStream, busy: Busy) -> SendableRecordBatchStr
     ))
 }
 
-/// True when the plan has runtime filters (they are wired between a join
-/// and a scan once per plan and are not reset with it).
+/// `plan` with the runtime filters the settings allow (joins and TopK
+/// feeding their scans), as DataFusion's last optimizer passes add them.
+fn wire_runtime_filters(
+    plan: Arc<dyn ExecutionPlan>,
+    options: &ConfigOptions,
+) -> DFResult<Arc<dyn ExecutionPlan>> {
+    FilterPushdown::new_post_optimization().optimize(plan, options)
+}
+
+/// True when the plan has runtime filters.
 fn has_dynamic_filters(plan: &Arc<dyn ExecutionPlan>) -> DFResult<bool> {
     let mut found = false;
     plan.apply(|node| {
@@ -1070,6 +1107,42 @@ WHERE c.customer_id = {id}"
                 passed: 0
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_join_gets_fresh_runtime_filters_in_every_run() {
+        let (_dir, engine) = engine().await;
+        let ctx = engine.session();
+        let cache = PlanCache::default();
+        // the build side (customers by name) bounds the probe side (orders)
+        // through a runtime filter; a filter left from Alice's run would
+        // hide every order of the others
+        let sql = |name: &str| {
+            format!(
+                "SELECT o.order_id FROM orders o JOIN customers c ON c.customer_id = o.customer_id \
+                 WHERE c.name = '{name}' ORDER BY o.order_id"
+            )
+        };
+        for (name, orders) in [
+            ("Alice Smith", "| 10       |\n| 11       |"),
+            ("Carol White", "| 13       |"),
+            ("Bob Jones", "| 12       |"),
+            ("Nobody", ""),
+        ] {
+            let planned = cache
+                .run(&ctx, &statement(&sql(name)))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(has_dynamic_filters(&planned.plan).unwrap(), "{name}");
+            let batches: Vec<_> = planned.stream.try_collect().await.unwrap();
+            let got = pretty_format_batches(&batches).unwrap().to_string();
+            assert_eq!(got, fresh(&ctx, &sql(name)).await, "{name}");
+            let rows: Vec<&str> = got.lines().filter(|l| l.starts_with("| 1")).collect();
+            assert_eq!(rows.join("\n"), orders, "{name}");
+        }
+        let stats = cache.stats();
+        assert_eq!((stats.planned, stats.reused, stats.replanned), (1, 3, 0));
     }
 
     #[tokio::test]
