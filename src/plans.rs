@@ -289,11 +289,13 @@ impl PlanCache {
             self.put(shape.key, Entry::Kept(Box::new(kept)));
             return Ok(None);
         };
-        let planned = match &kept.physical {
-            Some(reusable) => match Busy::take(&reusable.busy) {
-                Some(busy) => kept.rerun(ctx, reusable, busy, values)?,
-                None => kept.replan(ctx, values).await?,
-            },
+        // (a new plan is not running yet: `take` always succeeds here)
+        let running = kept
+            .physical
+            .as_ref()
+            .and_then(|r| Busy::take(&r.busy).map(|busy| (r, busy)));
+        let planned = match running {
+            Some((reusable, busy)) => kept.rerun(ctx, reusable, busy, values)?,
             None => kept.replan(ctx, values).await?,
         };
         self.planned.fetch_add(1, Ordering::Relaxed);
@@ -318,6 +320,13 @@ impl Kept {
         if !matches!(&statement, DFStatement::Statement(s) if matches!(**s, Statement::Query(_))) {
             return Ok(None);
         }
+        let Some(schema) = state
+            .catalog_list()
+            .catalog(CATALOG)
+            .and_then(|c| c.schema(SCHEMA))
+        else {
+            return Ok(None);
+        };
         let mut named = Vec::new();
         let defaults = &state.config().options().catalog;
         for reference in state.resolve_table_references(&statement)? {
@@ -327,14 +336,7 @@ impl Kept {
             if *resolved.catalog != *CATALOG || *resolved.schema != *SCHEMA {
                 return Ok(None);
             }
-            let Some(provider) = state
-                .catalog_list()
-                .catalog(CATALOG)
-                .and_then(|c| c.schema(SCHEMA))
-            else {
-                return Ok(None);
-            };
-            let Some(provider) = provider.table(&resolved.table).await? else {
+            let Some(provider) = schema.table(&resolved.table).await? else {
                 return Ok(None);
             };
             named.push((reference, provider));

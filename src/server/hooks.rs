@@ -205,7 +205,7 @@ fn deny(role: Role, what: &str) -> Verdict {
 }
 
 /// Whether `statement` contains a statement that changes data.
-pub(crate) fn changes_data(statement: &Statement) -> bool {
+fn changes_data(statement: &Statement) -> bool {
     visit_statements(statement, |s| match s {
         Statement::Insert(_)
         | Statement::Update { .. }
