@@ -28,6 +28,7 @@ use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown};
+use datafusion::object_store::ObjectStoreExt as _;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::DeltaTable;
@@ -225,6 +226,11 @@ impl LiveTable {
     /// over it was made for.
     async fn refresh(&self, state: &mut LiveState) -> DFResult<()> {
         let before = state.table.version();
+        if let Some(version) = before
+            && !committed_after(&state.table, version).await?
+        {
+            return Ok(());
+        }
         state
             .table
             .update_incremental(None)
@@ -253,6 +259,25 @@ impl LiveTable {
             Some(files) => Reader::Files(files.clone()),
             None => Reader::Delta(state.provider.clone()),
         })
+    }
+}
+
+/// Whether a version after `version` has been committed to `table`.
+///
+/// Delta commits version n by creating `_delta_log/{n:020}.json`, once and
+/// atomically, and versions follow each other without gaps: one metadata
+/// lookup of the next version's file answers what bringing the table up to
+/// date (listing the log, through the kernel, on a blocking thread) would,
+/// and every scan and every re-run of a kept plan asks it.
+async fn committed_after(table: &DeltaTable, version: u64) -> DFResult<bool> {
+    let Some(next) = version.checked_add(1) else {
+        return Ok(false);
+    };
+    let path = deltalake::Path::from(format!("_delta_log/{next:020}.json"));
+    match table.log_store().object_store(None).head(&path).await {
+        Ok(_) => Ok(true),
+        Err(deltalake::ObjectStoreError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(datafusion::error::DataFusionError::ObjectStore(Box::new(e))),
     }
 }
 
