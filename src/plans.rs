@@ -52,11 +52,12 @@ use datafusion::common::{ParamValues, ScalarValue, TableReference};
 use datafusion::datasource::TableProvider;
 use datafusion::error::Result as DFResult;
 use datafusion::execution::SessionState;
-use datafusion::logical_expr::expr::{Placeholder, ScalarFunction};
+use datafusion::logical_expr::expr::{BinaryExpr, Placeholder, ScalarFunction};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    Volatility,
+    ColumnarValue, Expr, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility,
 };
 use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule as _;
@@ -136,7 +137,8 @@ struct Reusable {
     /// The canonical tables scanned, at the versions the plan reads.
     tables: Vec<(Arc<dyn TableProvider>, Option<u64>)>,
     busy: Arc<AtomicBool>,
-    /// The session's settings give this plan runtime filters.
+    /// Each run wires runtime filters (the session's settings give the plan
+    /// some, and its scans are not already narrowed to one key).
     dynamic: bool,
 }
 
@@ -454,6 +456,18 @@ impl Reusable {
         // once per plan, and a reset join does not feed its old filter: the
         // kept plan has none, each run wires fresh ones (`rerun`).
         let mut without = state.clone();
+        let narrowed = narrowed_to_one_key(logical)?;
+        if narrowed {
+            // A few pages per table: spreading such a run over partitions
+            // (repartitioning, two-phase aggregates, partitioned joins) costs
+            // more than reading them, and a runtime filter has nothing left
+            // to skip (see `dynamic` below).
+            without
+                .config_mut()
+                .options_mut()
+                .execution
+                .target_partitions = 1;
+        }
         let optimizer = &mut without.config_mut().options_mut().optimizer;
         optimizer.enable_dynamic_filter_pushdown = false;
         optimizer.enable_join_dynamic_filter_pushdown = false;
@@ -467,9 +481,13 @@ impl Reusable {
             tracing::debug!("plan has runtime filters it cannot reset: planned physically per run");
             return Ok(None);
         }
-        let wired = wire_runtime_filters(reset_plan_states(plan.clone())?, state.config_options())?;
+        let dynamic = !narrowed && {
+            let wired =
+                wire_runtime_filters(reset_plan_states(plan.clone())?, state.config_options())?;
+            has_dynamic_filters(&wired)?
+        };
         Ok(Some(Reusable {
-            dynamic: has_dynamic_filters(&wired)?,
+            dynamic,
             plan,
             slots,
             tables,
@@ -516,6 +534,55 @@ fn hold(stream: SendableRecordBatchStream, busy: Busy) -> SendableRecordBatchStr
             batch
         }),
     ))
+}
+
+/// True when every table the plan scans is read for one value of the column
+/// its files are sorted by (`customer_id = $1` over customers, orders,
+/// interactions): statistics and the page index narrow each scan to a row
+/// group and a page per column.
+fn narrowed_to_one_key(plan: &LogicalPlan) -> DFResult<bool> {
+    let mut scans = 0;
+    let mut narrowed = true;
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            scans += 1;
+            let key =
+                crate::store::schema::table(scan.table_name.table()).and_then(|d| d.cluster_by);
+            if !key.is_some_and(|key| {
+                scan.filters
+                    .iter()
+                    .flat_map(|f| split_conjunction(f))
+                    .any(|f| equals_constant(f, key))
+            }) {
+                narrowed = false;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(narrowed && scans > 0)
+}
+
+/// `e` is `column = constant` (a literal or a parameter), either way round.
+fn equals_constant(e: &Expr, column: &str) -> bool {
+    fn is_column(e: &Expr, name: &str) -> bool {
+        match e {
+            Expr::Column(c) => c.name == name,
+            Expr::Cast(c) => is_column(&c.expr, name),
+            _ => false,
+        }
+    }
+    fn is_constant(e: &Expr) -> bool {
+        match e {
+            Expr::Literal(v, _) => !v.is_null(),
+            Expr::Placeholder(_) => true,
+            Expr::Cast(c) => is_constant(&c.expr),
+            _ => false,
+        }
+    }
+    matches!(e, Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right })
+        if is_column(left, column) && is_constant(right)
+            || is_column(right, column) && is_constant(left))
 }
 
 /// `plan` with the runtime filters the settings allow (joins and TopK
@@ -1145,6 +1212,63 @@ WHERE c.customer_id = {id}"
         }
         let stats = cache.stats();
         assert_eq!((stats.planned, stats.reused, stats.replanned), (1, 3, 0));
+    }
+
+    /// The most partitions any node of `plan` runs in.
+    fn partitions(plan: &Arc<dyn ExecutionPlan>) -> usize {
+        let mut most = 0;
+        plan.apply(|node| {
+            most = most.max(node.output_partitioning().partition_count());
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .unwrap();
+        most
+    }
+
+    #[tokio::test]
+    async fn a_lookup_of_one_key_runs_in_one_partition() {
+        let (_dir, engine) = engine().await;
+        let ctx = engine.session();
+        ctx.sql("SET datafusion.execution.target_partitions = 4")
+            .await
+            .unwrap();
+        let cache = PlanCache::default();
+        let run = async |sql: &str| {
+            let planned = cache.run(&ctx, &statement(sql)).await.unwrap().unwrap();
+            let batches: Vec<_> = planned.stream.try_collect().await.unwrap();
+            assert_eq!(
+                pretty_format_batches(&batches).unwrap().to_string(),
+                fresh(&ctx, sql).await,
+                "{sql}"
+            );
+            (
+                partitions(&planned.plan),
+                has_dynamic_filters(&planned.plan).unwrap(),
+            )
+        };
+        // every scan is narrowed to one customer_id, the column the files
+        // are sorted by: one partition, and no runtime join filter (the
+        // scans have nothing left for it to skip)
+        assert_eq!(run(&lookup("2")).await, (1, false));
+        assert_eq!(run(&lookup("1")).await, (1, false));
+        assert_eq!(
+            run("SELECT status, count(*) AS n FROM orders \
+                 WHERE 3 = customer_id AND amount > 1 GROUP BY status ORDER BY status")
+            .await
+            .0,
+            1
+        );
+        // a range of customers, another column, or one table not narrowed:
+        // the session's partitions
+        for sql in [
+            "SELECT status, count(*) AS n FROM orders WHERE customer_id > 1 GROUP BY status ORDER BY status",
+            "SELECT status, count(*) AS n FROM orders WHERE order_id = 12 GROUP BY status ORDER BY status",
+            "SELECT o.status, count(*) AS n FROM customers c JOIN orders o \
+             ON o.customer_id = c.customer_id WHERE c.customer_id = 2 OR c.name = 'Bob Jones' \
+             GROUP BY o.status ORDER BY o.status",
+        ] {
+            assert_eq!(run(sql).await.0, 4, "{sql}");
+        }
     }
 
     #[tokio::test]
