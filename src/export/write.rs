@@ -14,6 +14,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -166,8 +167,13 @@ fn write_file(
     match options.format {
         ExportFormat::Parquet => {
             // ArrowWriter buffers internally; `into_inner` writes the footer.
-            let mut w =
-                ArrowWriter::try_new(&file, schema, Some(crate::ingest::writer_properties()))?;
+            // zstd: an export is written once and shipped to other tools,
+            // so size and the most widely read codec matter, not decoding speed
+            let properties = crate::ingest::writer_properties()
+                .into_builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                .build();
+            let mut w = ArrowWriter::try_new(&file, schema, Some(properties))?;
             while let Some(batch) = rx.blocking_recv() {
                 w.write(&batch)?;
             }
@@ -248,6 +254,8 @@ fn temp_owner(name: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::parquet::basic::CompressionCodec;
+    use datafusion::parquet::file::reader::{FileReader as _, SerializedFileReader};
     use datafusion::prelude::SessionContext;
 
     async fn stream(sql: &str) -> SendableRecordBatchStream {
@@ -321,6 +329,15 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(text.contains("| 2 | 3 |"), "{text}");
+        // exports are zstd, whatever the tables use
+        let reader = SerializedFileReader::new(File::open(&pq).unwrap()).unwrap();
+        let footer = reader.metadata();
+        let codecs: Vec<_> = footer.row_groups()[0]
+            .columns()
+            .iter()
+            .map(|c| c.compression_codec())
+            .collect();
+        assert_eq!(codecs, [CompressionCodec::ZSTD; 2]);
         assert_eq!(listing(dir.path()), ["out", "x.jsonl", "x.parquet"]);
     }
 

@@ -412,6 +412,59 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn table_files_are_lz4_in_small_indexed_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(&dir.path().join("data")).await.unwrap();
+        let rows: String = (1..=2500)
+            .map(|i| {
+                format!(
+                    "{i},{},2024-01-02T10:00:00Z,app,,10.00,0.00,,completed\n",
+                    i % 7 + 1
+                )
+            })
+            .collect();
+        load(&store, dir.path(), "a.csv", &rows).await;
+        let files = VersionFiles::of(
+            &store.table("orders").await.unwrap(),
+            &ORDERS.arrow_schema(),
+        )
+        .unwrap();
+        let path = dir
+            .path()
+            .join("data")
+            .join("orders")
+            .join(files.files[0].object_meta.location.filename().unwrap());
+        let reader =
+            datafusion::parquet::file::serialized_reader::SerializedFileReader::new_with_options(
+                std::fs::File::open(path).unwrap(),
+                datafusion::parquet::file::serialized_reader::ReadOptionsBuilder::new()
+                    .with_page_index()
+                    .build(),
+            )
+            .unwrap();
+        let footer = datafusion::parquet::file::reader::FileReader::metadata(&reader);
+        assert_eq!(footer.num_row_groups(), 1);
+        for column in footer.row_group(0).columns() {
+            assert_eq!(
+                column.compression_codec(),
+                datafusion::parquet::basic::CompressionCodec::LZ4_RAW,
+                "{}",
+                column.column_path()
+            );
+        }
+        // 2,500 rows: pages of 1,024, 1,024 and 452 rows in every column
+        let offsets = footer.offset_index().unwrap();
+        for column in &offsets[0] {
+            let firsts: Vec<i64> = column
+                .page_locations()
+                .iter()
+                .map(|p| p.first_row_index)
+                .collect();
+            assert_eq!(firsts, [0, 1024, 2048]);
+        }
+    }
+
+    #[tokio::test]
     async fn a_partitioned_table_is_left_to_delta() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::init(&dir.path().join("data")).await.unwrap();
