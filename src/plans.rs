@@ -1020,6 +1020,7 @@ mod tests {
     use crate::ingest::{IngestOptions, ingest_bytes};
     use crate::store::Store;
     use datafusion::arrow::util::pretty::pretty_format_batches;
+    use datafusion::physical_plan::ExecutionPlanProperties as _;
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     use datafusion::sql::sqlparser::parser::Parser;
     use futures::TryStreamExt as _;

@@ -384,11 +384,11 @@ fn a_load_is_written_sorted_by_customer_in_row_groups_with_a_page_index() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // 131,072-row groups: customers 0–43, 43–87, 87–99, in 4,096-row pages
-    // (the last group's 37,856 rows in 10).
+    // 131,072-row groups: customers 0–43, 43–87, 87–99, in 1,024-row pages
+    // (the last group's 37,856 rows in 37).
     assert_eq!(
         row_group_ranges(&data.join("orders"), "customer_id"),
-        vec![(vec![(0, 43, 32), (43, 87, 32), (87, 99, 10)], true)]
+        vec![(vec![(0, 43, 128), (43, 87, 128), (87, 99, 37)], true)]
     );
     // One customer's orders, in the order they arrived.
     let q = run(
